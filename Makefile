@@ -1,0 +1,60 @@
+# Every command a person types. `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= demo
+DEMO_PORT ?= 8000
+DEMO_RUNS ?= 10
+PYTEST_ARGS ?=
+
+.PHONY: install demo up test test-unit test-integration test-e2e lint format services services-stop clean
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "autoreduce needs Python 3.11 or newer"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test,lint]'
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install autoreduce with its test and lint tools
+
+demo: install  ## a synthetic facility on the embedded defaults (Ctrl-C stops it)
+	$(BIN)/autoreduce demo --dir $(DEMO_DIR) --port $(DEMO_PORT) --runs $(DEMO_RUNS)
+
+up: install  ## every service on this machine, configured by autoreduce.toml
+	$(BIN)/autoreduce up
+
+test: install  ## the whole suite (needs MariaDB: `make services` starts what is missing)
+	scripts/services.sh start
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install
+	scripts/services.sh start
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: install
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+lint: install  ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+services:  ## start the services the tests need (idempotent)
+	scripts/services.sh start
+
+services-stop:  ## stop what `make services` started
+	scripts/services.sh stop
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

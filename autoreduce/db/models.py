@@ -1,0 +1,196 @@
+"""The database schema: instruments, run versions, outputs, outbox, queue, tokens, heartbeats.
+
+Every timestamp is stored as naive UTC with microseconds and read back as an aware UTC datetime.
+The schema is created by the Alembic migrations in ``autoreduce/db/migrations``, never by
+``create_all``: a test that needs tables runs the migrations like a deployment would.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime stored as naive UTC (microsecond precision on MySQL too)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+
+class RunStatus(enum.StrEnum):
+    """The states of one run version (DESIGN §4): Queued → Processing → a final state."""
+
+    QUEUED = "Queued"
+    PROCESSING = "Processing"
+    COMPLETED = "Completed"
+    ERROR = "Error"
+    SKIPPED = "Skipped"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (RunStatus.COMPLETED, RunStatus.ERROR, RunStatus.SKIPPED)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Instrument(Base):
+    __tablename__ = "instruments"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    is_paused: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+
+
+class ReductionRun(Base):
+    """One version of one run: version 0 is the detected run, each re-run adds one."""
+
+    __tablename__ = "reduction_runs"
+    __table_args__ = (
+        UniqueConstraint("instrument", "run_number", "run_version", name="uq_run_version"),
+        Index("ix_runs_status", "status"),
+        Index("ix_runs_instrument_number", "instrument", "run_number"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instrument: Mapped[str] = mapped_column(
+        String(32), ForeignKey("instruments.name"), nullable=False
+    )
+    run_number: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    run_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=RunStatus.QUEUED)
+    message: Mapped[str] = mapped_column(String(1000), nullable=False, default="")
+    experiment_ref: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    title: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+    data_path: Mapped[str] = mapped_column(String(1024), nullable=False)
+    variables: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    reason: Mapped[str] = mapped_column(String(32), nullable=False, default="detected")
+    submitted_by: Mapped[str] = mapped_column(String(100), nullable=False, default="")
+    summary: Mapped[str] = mapped_column(String(1000), nullable=False, default="")
+    output_dir: Mapped[str] = mapped_column(String(1024), nullable=False, default="")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    processor: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    detected_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    queued_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    outputs: Mapped[list[RunOutput]] = relationship(
+        back_populates="run", order_by="RunOutput.id", cascade="all, delete-orphan"
+    )
+
+
+class RunOutput(Base):
+    """A file a reduction produced: reduced data, a plot or the reduction's log."""
+
+    __tablename__ = "run_outputs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("reduction_runs.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # data | plot | log
+    name: Mapped[str] = mapped_column(String(255), nullable=False)  # relative to output_dir
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+    run: Mapped[ReductionRun] = relationship(back_populates="outputs")
+
+
+class OutboxMessage(Base):
+    """A message recorded with its run in one transaction; the relay publishes it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_unsent", "sent_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instrument: Mapped[str] = mapped_column(String(32), nullable=False)
+    queue: Mapped[str] = mapped_column(String(200), nullable=False)
+    body: Mapped[str] = mapped_column(LongText, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class QueueMessage(Base):
+    """The embedded broker: one row a message until it is acknowledged."""
+
+    __tablename__ = "queue_messages"
+    __table_args__ = (Index("ix_queue_claim", "queue", "visible_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    queue: Mapped[str] = mapped_column(String(200), nullable=False)
+    body: Mapped[str] = mapped_column(LongText, nullable=False)
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, nullable=False, default=dict)
+    enqueued_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+    visible_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+    deliveries: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    claimed_by: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+
+
+class ApiToken(Base):
+    """A bearer token; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False, unique=True)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    instruments: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ProcessorHeartbeat(Base):
+    """A queue processor's last sign of life and what it is doing."""
+
+    __tablename__ = "processor_heartbeats"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(200), nullable=False)
+    pid: Mapped[int] = mapped_column(Integer, nullable=False)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    current_run_id: Mapped[int | None] = mapped_column(Integer)
+    stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -1,0 +1,69 @@
+"""Find reduction plugins through the ``autoreduce.plugins`` entry points and call their hooks."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import pluggy
+
+from autoreduce import hookspecs
+from autoreduce.plugin import PROJECT, ReductionContext, ReductionResult, RunInfo, Variable
+
+ENTRY_POINT_GROUP = "autoreduce.plugins"
+
+
+class UnknownPlugin(LookupError):
+    """An instrument names a plugin that no installed package provides."""
+
+
+class Plugins:
+    """The plugin manager: the built-in plugins register exactly as third-party ones do."""
+
+    def __init__(self, manager: pluggy.PluginManager | None = None) -> None:
+        if manager is None:
+            manager = pluggy.PluginManager(PROJECT)
+            manager.add_hookspecs(hookspecs)
+            manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        self.manager = manager
+
+    def names(self) -> list[str]:
+        return sorted(name for name, _ in self.manager.list_name_plugin() if name)
+
+    def _caller(self, plugin_name: str, hook: str) -> Any:
+        target = self.manager.get_plugin(plugin_name)
+        if target is None:
+            raise UnknownPlugin(
+                f"no reduction plugin named {plugin_name!r} is installed "
+                f"(installed: {', '.join(self.names()) or 'none'})"
+            )
+        others = [p for p in self.manager.get_plugins() if p is not target]
+        return self.manager.subset_hook_caller(hook, remove_plugins=others)
+
+    def variables(self, plugin_name: str, instrument: str) -> list[Variable]:
+        return list(self._caller(plugin_name, "reduction_variables")(instrument=instrument) or [])
+
+    def reduce(self, plugin_name: str, context: ReductionContext) -> ReductionResult:
+        result = self._caller(plugin_name, "reduce")(context=context)
+        if not isinstance(result, ReductionResult):
+            raise TypeError(
+                f"plugin {plugin_name!r} returned {type(result).__name__} from reduce, "
+                "not a ReductionResult"
+            )
+        return result
+
+    def warm_up(self) -> None:
+        self.manager.hook.warm_up()
+
+    def skip_reason(self, run: RunInfo) -> str | None:
+        reason = self.manager.hook.skip_run(run=run)
+        return str(reason) if reason else None
+
+    def run_finished(self, run: RunInfo, status: str, result: ReductionResult | None) -> None:
+        self.manager.hook.run_finished(run=run, status=status, result=result)
+
+
+@cache
+def installed_plugins() -> Plugins:
+    """The process-wide plugin manager, loaded once."""
+    return Plugins()

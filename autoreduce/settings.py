@@ -1,0 +1,143 @@
+"""One settings object for every service.
+
+Environment variables prefixed ``AUTOREDUCE_`` override a TOML file whose path is in
+``AUTOREDUCE_CONFIG`` (default ``./autoreduce.toml`` when it exists). Nested values use a double
+underscore: ``AUTOREDUCE_ARCHIVE__ROOT=/archive``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+INSTRUMENT_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
+
+
+class ArchiveSettings(BaseModel):
+    root: Path = Path("/archive")
+
+
+class InstrumentConfig(BaseModel):
+    """How one instrument's runs are found and reduced (``[instruments.NAME]`` in the TOML)."""
+
+    plugin: str
+    lastruns: str
+    data: str
+    output: str = "{outputs}/{instrument}/{experiment_ref}/{run_number}/v{run_version}"
+    timeout_s: float = Field(3600.0, gt=0, description="Wall-clock limit of one reduction.")
+    memory_mb: int = Field(8192, gt=0, description="Memory a reduction may add, in MiB.")
+    executor: Literal["local", "slurm"] = "local"
+    variables: dict[str, Any] = Field(
+        default_factory=dict, description="Instrument-wide defaults overriding the plugin's."
+    )
+
+
+class Settings(BaseSettings):
+    """Every setting, its environment variable (``AUTOREDUCE_<NAME>``) and its default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AUTOREDUCE_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Field(
+        default_factory=lambda: Path.cwd() / "autoreduce-data",
+        description="Embedded database, service logs and (unless `outputs` is set) outputs.",
+    )
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite in data_dir.")
+    broker_url: str = Field("sql://", description="`sql://` (queue table) or `stomp://...`.")
+    outputs: Path | None = Field(None, description="Outputs root; default data_dir/outputs.")
+    api_url: str = Field("http://127.0.0.1:8000", description="Where the detector posts runs.")
+    api_token: str = Field("", description="Bearer token the detector sends (detector role).")
+    max_attempts: int = Field(3, ge=1, description="Deliveries of one run before it is Error.")
+    visibility_timeout_s: float = Field(
+        60.0, gt=0, description="SQL queue: a claimed message returns after this long unrenewed."
+    )
+    poll_interval_s: float = Field(0.1, gt=0, description="SQL queue: idle wait between claims.")
+    heartbeat_interval_s: float = Field(5.0, gt=0, description="Processor heartbeat period.")
+    shutdown_grace_s: float = Field(
+        10.0, ge=0, description="On SIGTERM a processor waits this long for the run in hand."
+    )
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    instruments: dict[str, InstrumentConfig] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("AUTOREDUCE_CONFIG", "autoreduce.toml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    @field_validator("instruments")
+    @classmethod
+    def _instrument_names(cls, value: dict[str, InstrumentConfig]) -> dict[str, InstrumentConfig]:
+        for name in value:
+            if not INSTRUMENT_NAME.match(name):
+                raise ValueError(
+                    f"instrument name {name!r} must be upper case letters, digits or _ "
+                    "(at most 32 characters)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _absolute_data_dir(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'autoreduce.db'}"
+
+    @property
+    def outputs_root(self) -> Path:
+        return (self.outputs or self.data_dir / "outputs").expanduser().resolve()
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def lastruns_path(self, instrument: str) -> Path:
+        template = self.instruments[instrument].lastruns
+        return Path(template.format(root=self.archive.root, instrument=instrument))
+
+    def data_pattern(self, instrument: str, run_number: int) -> str:
+        """The data template with the run filled in; it may still hold glob wildcards."""
+        return self.instruments[instrument].data.format(
+            root=self.archive.root, instrument=instrument, run_number=run_number
+        )
+
+    def output_dir(
+        self, instrument: str, run_number: int, run_version: int, experiment_ref: str
+    ) -> Path:
+        return Path(
+            self.instruments[instrument].output.format(
+                outputs=self.outputs_root,
+                root=self.archive.root,
+                instrument=instrument,
+                experiment_ref=experiment_ref or "unknown",
+                run_number=run_number,
+                run_version=run_version,
+            )
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from the environment and the TOML file (overrides win)."""
+    return Settings(**overrides)

@@ -1,0 +1,27 @@
+"""Queue transports: one interface, thin backends, chosen once from the broker URL.
+
+Nothing outside this package knows which backend runs. ``sql://`` is the embedded queue table in
+the service's own database; ``stomp://`` (ActiveMQ, RabbitMQ's STOMP plugin) is production.
+"""
+
+from __future__ import annotations
+
+from autoreduce.transport.common import Delivery, Transport, TransportError
+
+
+def open_transport(broker_url: str, *, database_url: str, consumer: str = "") -> Transport:
+    """The transport for ``broker_url``; ``consumer`` names this process in claims and logs."""
+    scheme = broker_url.split("://", 1)[0].lower() if "://" in broker_url else broker_url
+    if scheme == "sql":
+        from autoreduce.transport.sql import SqlTransport
+
+        return SqlTransport(database_url, consumer=consumer)
+    if scheme in ("stomp", "stomp+ssl"):
+        raise TransportError(
+            "the STOMP transport (ActiveMQ, RabbitMQ) is not built yet; "
+            "use AUTOREDUCE_BROKER_URL=sql:// (the embedded queue table)"
+        )
+    raise TransportError(f"unknown broker URL scheme {scheme!r}: use sql:// or stomp://")
+
+
+__all__ = ["Delivery", "Transport", "TransportError", "open_transport"]

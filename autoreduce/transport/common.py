@@ -1,0 +1,91 @@
+"""The transport interface: public verbs here, each backend implements the ``_verbs``."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+from autoreduce.messages import DEAD_LETTER_QUEUE
+
+
+class TransportError(RuntimeError):
+    """The broker cannot be used as configured, or refused an operation."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One received message, held by this consumer until acked, released or dead-lettered."""
+
+    queue: str
+    body: str
+    headers: dict[str, str] = field(default_factory=dict)
+    redelivered: bool = False
+    handle: Any = None  # what the backend needs to ack or release this delivery
+
+
+class Transport(abc.ABC):
+    """Send, receive, acknowledge: the verbs the services use, whatever the broker."""
+
+    def send(self, queue: str, body: str, headers: dict[str, str] | None = None) -> None:
+        """Publish ``body`` persistently; returns once the broker has it."""
+        self._send(queue, body, dict(headers or {}))
+
+    def receive(self, queue: str, timeout_s: float) -> Delivery | None:
+        """The next message of ``queue``, waiting at most ``timeout_s``; None if there is none."""
+        return self._receive(queue, timeout_s)
+
+    def ack(self, delivery: Delivery) -> bool:
+        """Remove a delivery for good; False if this consumer no longer held it."""
+        return self._ack(delivery)
+
+    def release(self, delivery: Delivery, delay_s: float = 0.0) -> None:
+        """Give a delivery back to the queue, to be delivered again after ``delay_s``."""
+        self._release(delivery, delay_s)
+
+    def extend(self, delivery: Delivery) -> None:
+        """Tell the broker this consumer still works on ``delivery`` (no-op where not needed)."""
+        self._extend(delivery)
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Copy a delivery to the dead-letter queue with its reason, then ack it."""
+        headers = dict(delivery.headers)
+        headers["x-dead-letter-reason"] = reason[:1000]
+        headers["x-original-queue"] = delivery.queue
+        self._send(DEAD_LETTER_QUEUE, delivery.body, headers)
+        self._ack(delivery)
+
+    def check(self) -> None:
+        """Raise :class:`TransportError` unless the broker answers (for health checks)."""
+        self._check()
+
+    def close(self) -> None:
+        """Release the connection; pending deliveries return to the queue."""
+        self._close()
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @abc.abstractmethod
+    def _send(self, queue: str, body: str, headers: dict[str, str]) -> None: ...
+
+    @abc.abstractmethod
+    def _receive(self, queue: str, timeout_s: float) -> Delivery | None: ...
+
+    @abc.abstractmethod
+    def _ack(self, delivery: Delivery) -> bool: ...
+
+    @abc.abstractmethod
+    def _release(self, delivery: Delivery, delay_s: float) -> None: ...
+
+    def _extend(self, delivery: Delivery) -> None:
+        return None
+
+    def _check(self) -> None:
+        return None
+
+    def _close(self) -> None:
+        return None

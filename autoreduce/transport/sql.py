@@ -1,0 +1,133 @@
+"""The embedded broker: a queue table in the service's own database.
+
+A claim hides a message for ``visibility_timeout_s``; a consumer that dies without acking lets it
+reappear, with ``redelivered`` set. Each claim bumps the row's ``deliveries`` count, and ack,
+release and extend only touch the row while it still carries this consumer's claim, so a consumer
+whose claim lapsed can never ack a message someone else now holds. On MySQL/MariaDB the claim
+uses ``SELECT … FOR UPDATE SKIP LOCKED``; on SQLite the whole claim runs in one ``BEGIN
+IMMEDIATE`` transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import ColumnElement, and_, delete, func, select, update
+
+from autoreduce.db import Database
+from autoreduce.db.models import QueueMessage, utcnow
+from autoreduce.transport.common import Delivery, Transport, TransportError
+
+MIN_IDLE_WAIT_S = 0.005
+
+
+@dataclass(frozen=True)
+class _Claim:
+    message_id: int
+    deliveries: int
+
+
+class SqlTransport(Transport):
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        consumer: str = "",
+        visibility_timeout_s: float = 60.0,
+        poll_interval_s: float = 0.1,
+        database: Database | None = None,
+    ) -> None:
+        self.database = database or Database(database_url)
+        self.consumer = consumer or "sql-consumer"
+        self.visibility_timeout_s = visibility_timeout_s
+        self.poll_interval_s = poll_interval_s
+        self._closed = threading.Event()
+
+    def _send(self, queue: str, body: str, headers: dict[str, str]) -> None:
+        with self.database.session() as session:
+            session.add(QueueMessage(queue=queue, body=body, headers=headers))
+
+    def _claim(self, queue: str) -> Delivery | None:
+        now = utcnow()
+        with self.database.session() as session:
+            row = session.execute(
+                select(QueueMessage)
+                .where(QueueMessage.queue == queue, QueueMessage.visible_at <= now)
+                .order_by(QueueMessage.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).scalar_one_or_none()
+            if row is None:
+                return None
+            row.deliveries += 1
+            row.claimed_by = self.consumer
+            row.visible_at = now + timedelta(seconds=self.visibility_timeout_s)
+            return Delivery(
+                queue=queue,
+                body=row.body,
+                headers=dict(row.headers or {}),
+                redelivered=row.deliveries > 1,
+                handle=_Claim(row.id, row.deliveries),
+            )
+
+    def _receive(self, queue: str, timeout_s: float) -> Delivery | None:
+        deadline = utcnow() + timedelta(seconds=timeout_s)
+        wait_s = MIN_IDLE_WAIT_S
+        while not self._closed.is_set():
+            delivery = self._claim(queue)
+            if delivery is not None:
+                return delivery
+            remaining_s = (deadline - utcnow()).total_seconds()
+            if remaining_s <= 0:
+                return None
+            # Poll fast right after work, slower when the queue stays empty.
+            self._closed.wait(min(wait_s, remaining_s))
+            wait_s = min(wait_s * 2, self.poll_interval_s)
+        return None
+
+    def _held(self, delivery: Delivery) -> ColumnElement[bool]:
+        claim: _Claim = delivery.handle
+        return and_(
+            QueueMessage.id == claim.message_id,
+            QueueMessage.claimed_by == self.consumer,
+            QueueMessage.deliveries == claim.deliveries,
+        )
+
+    def _ack(self, delivery: Delivery) -> bool:
+        with self.database.session() as session:
+            result = session.execute(delete(QueueMessage).where(self._held(delivery)))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def _release(self, delivery: Delivery, delay_s: float) -> None:
+        with self.database.session() as session:
+            session.execute(
+                update(QueueMessage)
+                .where(self._held(delivery))
+                .values(visible_at=utcnow() + timedelta(seconds=delay_s), claimed_by="")
+            )
+
+    def _extend(self, delivery: Delivery) -> None:
+        with self.database.session() as session:
+            session.execute(
+                update(QueueMessage)
+                .where(self._held(delivery))
+                .values(visible_at=utcnow() + timedelta(seconds=self.visibility_timeout_s))
+            )
+
+    def _check(self) -> None:
+        try:
+            with self.database.session() as session:
+                session.execute(select(1))
+        except Exception as error:  # any driver error means "not reachable"
+            raise TransportError(f"queue table unreachable: {type(error).__name__}") from None
+
+    def _close(self) -> None:
+        self._closed.set()
+
+    def depth(self, queue: str) -> int:
+        """How many messages ``queue`` holds, claimed or not."""
+        query = select(func.count()).select_from(QueueMessage).where(QueueMessage.queue == queue)
+        with self.database.session() as session:
+            return int(session.scalar(query) or 0)
