@@ -1,0 +1,1 @@
+"""The built-in reduction plugins, registered through the ``autoreduce.plugins`` entry points."""
