@@ -1,0 +1,64 @@
+"""What every request can reach: the service's state and a short database session."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy.orm import Session
+
+from autoreduce.db import Database
+from autoreduce.outbox import OutboxRelay
+from autoreduce.plugin_manager import Plugins, installed_plugins
+from autoreduce.settings import InstrumentConfig, Settings
+from autoreduce.transport import Transport
+
+
+@dataclass
+class ApiState:
+    """The long-lived parts of the service, kept on ``app.state.api``."""
+
+    settings: Settings
+    database: Database
+    transport: Transport
+    relay: OutboxRelay
+    injected_plugins: Plugins | None = None
+    owns_database: bool = False
+    owns_transport: bool = False
+    stop_relay: threading.Event = field(default_factory=threading.Event)
+    relay_thread: threading.Thread | None = None
+
+    def plugins(self) -> Plugins:
+        """The plugin manager (installed entry points unless one was injected); may raise."""
+        return self.injected_plugins or installed_plugins()
+
+    def instrument_config(self, name: str) -> InstrumentConfig:
+        """The configuration of instrument ``name``; 404 naming the configured ones otherwise."""
+        config = self.settings.instruments.get(name)
+        if config is None:
+            configured = ", ".join(sorted(self.settings.instruments)) or "none"
+            raise HTTPException(
+                status_code=404,
+                detail=f"instrument {name!r} is not configured (configured: {configured})",
+            )
+        return config
+
+
+def get_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state
+
+
+StateDep = Annotated[ApiState, Depends(get_state)]
+
+
+def get_session(state: StateDep) -> Iterator[Session]:
+    """One transaction per request, committed before the response is sent."""
+    with state.database.session() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -1,0 +1,120 @@
+"""Instruments: what is configured, how its runs stand, pause and resume."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from autoreduce.db.models import Instrument, ReductionRun, RunStatus, utcnow
+from rest_api.auth import Caller, require_role
+from rest_api.dependencies import ApiState, SessionDep, StateDep
+from rest_api.schemas import InstrumentItem, InstrumentPatch, VariableDeclaration
+from rest_api.submission import PluginUnavailable, declared_variables
+
+router = APIRouter(prefix="/api/v1/instruments", tags=["instruments"])
+logger = logging.getLogger("autoreduce.api")
+
+
+def _declarations(state: ApiState, name: str) -> tuple[list[VariableDeclaration], str | None]:
+    try:
+        declared = declared_variables(state, name)
+    except PluginUnavailable as error:
+        return [], str(error)
+    return [
+        VariableDeclaration(
+            name=variable.name,
+            type=variable.type,
+            default=variable.default,
+            help=variable.help,
+            advanced=variable.advanced,
+            choices=None if variable.choices is None else list(variable.choices),
+            minimum=variable.minimum,
+            maximum=variable.maximum,
+        )
+        for variable in declared
+    ], None
+
+
+def _instrument_items(state: ApiState, session: Session, names: list[str]) -> list[InstrumentItem]:
+    """The views of ``names`` (configured instruments) with two grouped queries, not N."""
+    counts: dict[str, dict[str, int]] = {name: {s.value: 0 for s in RunStatus} for name in names}
+    for instrument, status, count in session.execute(
+        select(ReductionRun.instrument, ReductionRun.status, func.count())
+        .where(ReductionRun.instrument.in_(names))
+        .group_by(ReductionRun.instrument, ReductionRun.status)
+    ):
+        counts[instrument][status] = count
+    latest: dict[str, int] = {
+        instrument: number
+        for instrument, number in session.execute(
+            select(ReductionRun.instrument, func.max(ReductionRun.run_number))
+            .where(ReductionRun.instrument.in_(names))
+            .group_by(ReductionRun.instrument)
+        )
+    }
+    paused = set(
+        session.scalars(
+            select(Instrument.name).where(Instrument.name.in_(names), Instrument.is_paused)
+        )
+    )
+    items = []
+    for name in names:
+        variables, error = _declarations(state, name)
+        items.append(
+            InstrumentItem(
+                name=name,
+                plugin=state.settings.instruments[name].plugin,
+                paused=name in paused,
+                run_counts=counts[name],
+                latest_run_number=latest.get(name),
+                variables=variables,
+                error=error,
+            )
+        )
+    return items
+
+
+def _set_paused(state: ApiState, name: str, paused: bool) -> None:
+    for _ in range(2):  # the row may be created concurrently by a run submission
+        try:
+            with state.database.session() as session:
+                row = session.get(Instrument, name)
+                if row is None:
+                    session.add(Instrument(name=name, is_paused=paused, created_at=utcnow()))
+                else:
+                    row.is_paused = paused
+            return
+        except IntegrityError:
+            continue
+    raise HTTPException(status_code=409, detail=f"instrument {name!r} changed concurrently; retry")
+
+
+@router.get("", response_model=list[InstrumentItem])
+def list_instruments(state: StateDep, session: SessionDep) -> list[InstrumentItem]:
+    """Every configured instrument, its plugin's variables and its run counts per status."""
+    return _instrument_items(state, session, sorted(state.settings.instruments))
+
+
+@router.patch("/{name}", response_model=InstrumentItem)
+def patch_instrument(
+    name: Annotated[str, Path(max_length=64)],
+    patch: InstrumentPatch,
+    state: StateDep,
+    caller: Annotated[Caller, Depends(require_role("admin"))],
+) -> InstrumentItem:
+    """Pause (runs are recorded and held) or resume (held runs flow on) an instrument."""
+    state.instrument_config(name)
+    caller.check_instrument(name)
+    _set_paused(state, name, patch.paused)
+    logger.info(
+        "instrument %s %s by %s", name, "paused" if patch.paused else "resumed", caller.name
+    )
+    if not patch.paused:
+        state.relay.wake()
+    with state.database.session() as session:
+        return _instrument_items(state, session, [name])[0]

@@ -1,0 +1,66 @@
+"""Outputs: download a file a reduction produced (reduced data, plot, log)."""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path as FilePath
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path
+from fastapi.responses import FileResponse
+
+from autoreduce.db.models import RunOutput
+from rest_api.dependencies import SessionDep
+from rest_api.schemas import MAX_RUN_NUMBER
+
+router = APIRouter(prefix="/api/v1/outputs", tags=["outputs"])
+
+MEDIA_TYPES = {
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".log": "text/plain; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    ".nxs": "application/x-hdf5",
+    ".h5": "application/x-hdf5",
+}
+
+
+def media_type(path: FilePath) -> str:
+    """The media type of an output from its extension (PNG is always image/png)."""
+    known = MEDIA_TYPES.get(path.suffix.lower())
+    return known or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+
+def output_path(output_dir: str, name: str) -> FilePath | None:
+    """``name`` inside ``output_dir``; None if it is missing or resolves outside that directory."""
+    if not output_dir or not name:
+        return None
+    try:
+        root = FilePath(output_dir).resolve()
+        target = (root / name).resolve()
+        if not target.is_relative_to(root) or target == root or not target.is_file():
+            return None
+    except (OSError, ValueError):  # NUL bytes, loops, permissions
+        return None
+    return target
+
+
+@router.get(
+    "/{output_id}",
+    response_class=FileResponse,
+    responses={200: {"description": "The file."}, 404: {"description": "No such file."}},
+)
+def download_output(
+    output_id: Annotated[int, Path(ge=1, le=MAX_RUN_NUMBER)], session: SessionDep
+) -> FileResponse:
+    """The output file; 404 if unknown, gone, or outside its run's output directory."""
+    output = session.get(RunOutput, output_id)
+    target = None if output is None else output_path(output.run.output_dir, output.name)
+    if output is None or target is None:
+        raise HTTPException(status_code=404, detail=f"output {output_id} not found")
+    return FileResponse(
+        target,
+        media_type=media_type(target),
+        filename=target.name,
+        content_disposition_type="inline",
+    )

@@ -1,0 +1,171 @@
+"""Runs: submit a detected run, list and search runs, read one run's versions, re-run."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import selectinload
+
+from autoreduce.db.models import ReductionRun, RunStatus
+from rest_api.auth import Caller, require_role
+from rest_api.dependencies import SessionDep, StateDep
+from rest_api.schemas import (
+    MAX_RUN_NUMBER,
+    OutputItem,
+    RerunRequest,
+    RunItem,
+    RunPage,
+    RunSubmission,
+    RunVersions,
+    utc_timestamp,
+)
+from rest_api.submission import find_versions, record_detected_run, record_rerun
+
+router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
+
+RunNumber = Annotated[int, Path(ge=0, le=MAX_RUN_NUMBER, description="The run number.")]
+InstrumentName = Annotated[str, Path(max_length=64, description="The instrument's name.")]
+RunNumberQuery = Annotated[int | None, Query(ge=0, le=MAX_RUN_NUMBER)]
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return None if start is None or end is None else (end - start).total_seconds()
+
+
+def run_item(run: ReductionRun) -> RunItem:
+    """The JSON view of one run version (its outputs must be loaded)."""
+    return RunItem(
+        id=run.id,
+        instrument=run.instrument,
+        run_number=run.run_number,
+        run_version=run.run_version,
+        status=run.status,
+        message=run.message,
+        experiment_ref=run.experiment_ref,
+        title=run.title,
+        data_path=run.data_path,
+        variables=run.variables or {},
+        reason=run.reason,
+        submitted_by=run.submitted_by,
+        summary=run.summary,
+        attempts=run.attempts,
+        processor=run.processor,
+        detected_at=run.detected_at,
+        queued_at=run.queued_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        queue_wait_s=_seconds(run.queued_at, run.started_at),
+        reduction_s=_seconds(run.started_at, run.finished_at),
+        outputs=[
+            OutputItem(
+                id=output.id,
+                kind=output.kind,
+                name=output.name,
+                size_bytes=output.size_bytes,
+                url=f"/api/v1/outputs/{output.id}",
+            )
+            for output in run.outputs
+        ],
+    )
+
+
+def _utc_or_422(value: datetime | None, name: str) -> datetime | None:
+    try:
+        return None if value is None else utc_timestamp(value)
+    except ValueError as error:
+        raise HTTPException(status_code=422, detail=f"{name}: {error}") from None
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=RunItem,
+    responses={200: {"model": RunItem, "description": "The run was already recorded."}},
+)
+def submit_run(
+    submission: RunSubmission,
+    response: Response,
+    state: StateDep,
+    caller: Annotated[Caller, Depends(require_role("detector", "admin"))],
+) -> RunItem:
+    """Record a detected run (version 0) and queue it; 200 with the existing run if known."""
+    state.instrument_config(submission.instrument)
+    caller.check_instrument(submission.instrument)
+    run, created = record_detected_run(state, submission, caller.name)
+    if not created:
+        response.status_code = 200
+    return run_item(run)
+
+
+@router.get("", response_model=RunPage)
+def list_runs(
+    session: SessionDep,
+    instrument: Annotated[str | None, Query(max_length=64)] = None,
+    status: RunStatus | None = None,
+    run_min: RunNumberQuery = None,
+    run_max: RunNumberQuery = None,
+    since: Annotated[datetime | None, Query(description="Queued at or after (ISO 8601).")] = None,
+    until: Annotated[datetime | None, Query(description="Queued before (ISO 8601).")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="In title or RB.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_RUN_NUMBER)] = 0,
+) -> RunPage:
+    """Run versions, newest first, filtered and paged."""
+    query = select(ReductionRun)
+    if instrument is not None:
+        query = query.where(ReductionRun.instrument == instrument)
+    if status is not None:
+        query = query.where(ReductionRun.status == status.value)
+    if run_min is not None:
+        query = query.where(ReductionRun.run_number >= run_min)
+    if run_max is not None:
+        query = query.where(ReductionRun.run_number <= run_max)
+    if (start := _utc_or_422(since, "since")) is not None:
+        query = query.where(ReductionRun.queued_at >= start)
+    if (end := _utc_or_422(until, "until")) is not None:
+        query = query.where(ReductionRun.queued_at < end)
+    if q:
+        query = query.where(
+            or_(
+                ReductionRun.title.contains(q, autoescape=True),
+                ReductionRun.experiment_ref.contains(q, autoescape=True),
+            )
+        )
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = session.scalars(
+        query.options(selectinload(ReductionRun.outputs))
+        .order_by(ReductionRun.run_number.desc(), ReductionRun.run_version.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return RunPage(items=[run_item(run) for run in page], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{instrument}/{run_number}", response_model=RunVersions)
+def get_run(instrument: InstrumentName, run_number: RunNumber, session: SessionDep) -> RunVersions:
+    """Every version of one run, ascending."""
+    versions = find_versions(session, instrument, run_number)
+    if not versions:
+        raise HTTPException(status_code=404, detail=f"run {instrument!r} {run_number} not found")
+    return RunVersions(
+        instrument=instrument,
+        run_number=run_number,
+        versions=[run_item(run) for run in versions],
+    )
+
+
+@router.post("/{instrument}/{run_number}/reruns", status_code=201, response_model=RunItem)
+def rerun(
+    instrument: InstrumentName,
+    run_number: RunNumber,
+    request: RerunRequest,
+    state: StateDep,
+    caller: Annotated[Caller, Depends(require_role("scientist", "admin"))],
+) -> RunItem:
+    """Queue a new version of a run with changed variables (scientist of the instrument, admin)."""
+    state.instrument_config(instrument)
+    caller.check_instrument(instrument, must_list=caller.role == "scientist")
+    return run_item(record_rerun(state, instrument, run_number, request.variables, caller.name))

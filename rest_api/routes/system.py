@@ -1,0 +1,65 @@
+"""The service itself: health (database and broker reachable) and the queue processors."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import select, text
+
+from autoreduce.db.models import ProcessorHeartbeat, utcnow
+from autoreduce.state_machine import one_line
+from rest_api.dependencies import SessionDep, StateDep
+from rest_api.schemas import Health, ProcessorItem
+
+router = APIRouter(tags=["system"])
+
+
+def _database_health(state: StateDep) -> str:
+    try:
+        with state.database.session() as session:
+            session.execute(text("SELECT 1"))
+    except Exception as error:  # any failure means "unreachable"
+        return one_line(f"unreachable: {type(error).__name__}: {error}", 300)
+    return "ok"
+
+
+def _broker_health(state: StateDep) -> str:
+    try:
+        state.transport.check()
+    except Exception as error:  # any failure means "unreachable"
+        return one_line(f"unreachable: {error}", 300)
+    return "ok"
+
+
+@router.get(
+    "/health", response_model=Health, responses={503: {"model": Health, "description": "Degraded."}}
+)
+def health(state: StateDep) -> JSONResponse:
+    """200 when the database and the broker answer, 503 (with the reasons) otherwise."""
+    report = Health(status="ok", database=_database_health(state), broker=_broker_health(state))
+    healthy = report.database == "ok" and report.broker == "ok"
+    if not healthy:
+        report.status = "degraded"
+    return JSONResponse(report.model_dump(), status_code=200 if healthy else 503)
+
+
+@router.get("/api/v1/processors", response_model=list[ProcessorItem])
+def list_processors(state: StateDep, session: SessionDep) -> list[ProcessorItem]:
+    """Every queue processor that ever reported, and whether it is alive now."""
+    horizon = utcnow() - timedelta(seconds=3 * state.settings.heartbeat_interval_s)
+    rows = session.scalars(select(ProcessorHeartbeat).order_by(ProcessorHeartbeat.id)).all()
+    return [
+        ProcessorItem(
+            id=row.id,
+            host=row.host,
+            pid=row.pid,
+            started_at=row.started_at,
+            last_seen_at=row.last_seen_at,
+            stopped_at=row.stopped_at,
+            current_run_id=row.current_run_id,
+            alive=row.stopped_at is None and row.last_seen_at >= horizon,
+        )
+        for row in rows
+    ]

@@ -1,0 +1,194 @@
+"""The JSON bodies the API accepts and answers (pydantic models; they make the OpenAPI page)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+MAX_RUN_NUMBER = 2**63 - 1
+MAX_VARIABLES_DEPTH = 32
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+def utc_timestamp(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime (naive means UTC) within 1970 to 9999, or ValueError."""
+    try:
+        aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("timestamp out of range (1970 to 9999)") from None
+    if not EARLIEST <= aware <= LATEST:
+        raise ValueError("timestamp out of range (1970 to 9999)")
+    return aware
+
+
+def check_text(value: str) -> str:
+    """Refuse text the database cannot store: lone surrogates and NUL characters."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text holds characters that are not valid Unicode") from None
+    if "\x00" in value:
+        raise ValueError("text holds a NUL character")
+    return value
+
+
+def check_json_values(root: dict[str, Any]) -> dict[str, Any]:
+    """Refuse JSON the database and the broker cannot carry faithfully (iterative, no recursion)."""
+    pending: list[tuple[Any, int]] = [(root, 0)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_VARIABLES_DEPTH:
+            raise ValueError(f"variables nested deeper than {MAX_VARIABLES_DEPTH} levels")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("variables hold a number that is not finite (NaN or Infinity)")
+        if isinstance(value, str):
+            check_text(value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                check_text(key)
+                pending.append((item, depth + 1))
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+    return root
+
+
+class RunSubmission(BaseModel):
+    """A detected run, as the detector posts it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instrument: str = Field(min_length=1, max_length=32, examples=["GEM"])
+    run_number: int = Field(ge=0, le=MAX_RUN_NUMBER, examples=[123])
+    data_path: str = Field(min_length=1, max_length=1024, examples=["/archive/GEM00000123.nxs"])
+    detected_at: datetime | None = None
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("instrument")
+    @classmethod
+    def _instrument(cls, value: str) -> str:
+        return check_text(value)
+
+    @field_validator("data_path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not check_text(value).startswith("/"):
+            raise ValueError("data_path must be an absolute path")
+        return value
+
+    @field_validator("detected_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else utc_timestamp(value)
+
+    @field_validator("variables")
+    @classmethod
+    def _variables(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_json_values(value)
+
+
+class RerunRequest(BaseModel):
+    """A re-run: the variables to change (everything else comes from the defaults)."""
+
+    variables: dict[str, Any] = Field(default_factory=dict)
+    reason: str | None = Field(None, description="Ignored; kept for clients that send one.")
+
+    @field_validator("variables")
+    @classmethod
+    def _variables(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_json_values(value)
+
+
+class InstrumentPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    paused: StrictBool
+
+
+class OutputItem(BaseModel):
+    id: int
+    kind: str
+    name: str
+    size_bytes: int
+    url: str
+
+
+class RunItem(BaseModel):
+    """One version of one run."""
+
+    id: int
+    instrument: str
+    run_number: int
+    run_version: int
+    status: str
+    message: str
+    experiment_ref: str
+    title: str
+    data_path: str
+    variables: dict[str, Any]
+    reason: str
+    submitted_by: str
+    summary: str
+    attempts: int
+    processor: str
+    detected_at: datetime | None
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    queue_wait_s: float | None = Field(None, description="Seconds from queued to started.")
+    reduction_s: float | None = Field(None, description="Seconds from started to finished.")
+    outputs: list[OutputItem]
+
+
+class RunPage(BaseModel):
+    items: list[RunItem]
+    total: int
+    limit: int
+    offset: int
+
+
+class RunVersions(BaseModel):
+    instrument: str
+    run_number: int
+    versions: list[RunItem]
+
+
+class VariableDeclaration(BaseModel):
+    name: str
+    type: str
+    default: Any
+    help: str
+    advanced: bool
+    choices: list[Any] | None
+    minimum: float | None
+    maximum: float | None
+
+
+class InstrumentItem(BaseModel):
+    name: str
+    plugin: str
+    paused: bool
+    run_counts: dict[str, int] = Field(description="Run versions per status.")
+    latest_run_number: int | None
+    variables: list[VariableDeclaration]
+    error: str | None = Field(None, description="Why the plugin's variables are unavailable.")
+
+
+class ProcessorItem(BaseModel):
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_seen_at: datetime
+    stopped_at: datetime | None
+    current_run_id: int | None
+    alive: bool
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+    broker: str
