@@ -1,0 +1,29 @@
+"""The queue processor service: ``autoreduce process``.
+
+It reads as a list of small parts: :mod:`.claim` (take a run), :mod:`.isolation` (reduce it in a
+forked child within its limits), :mod:`.record` (outputs in place, final state committed),
+:mod:`.heartbeat` (alive, claim kept) and :mod:`.worker` (the loop that acks after recording).
+"""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+
+from autoreduce.settings import Settings
+from queue_processor.worker import QueueProcessor
+
+
+def serve(settings: Settings, *, processor_id: str | None = None) -> None:
+    """Run one processor until SIGTERM or SIGINT; the run in hand finishes or is released."""
+    processor = QueueProcessor(settings, processor_id=processor_id)
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        processor.stop()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    processor.serve()
+
+
+__all__ = ["QueueProcessor", "serve"]

@@ -1,0 +1,80 @@
+"""A processor's heartbeat: its row in ``processor_heartbeats``, and the claim on its run kept.
+
+The heartbeat runs on its own thread, never on the thread that waits for a reduction, so a long
+reduction neither looks dead to the API nor lets its message's visibility lapse.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from datetime import datetime
+
+from sqlalchemy import update
+
+from autoreduce.db import Database
+from autoreduce.db.models import ProcessorHeartbeat, utcnow
+from autoreduce.transport import Delivery, Transport
+
+logger = logging.getLogger("autoreduce.process")
+
+
+class Heartbeat:
+    def __init__(
+        self, database: Database, transport: Transport, processor_id: str, interval_s: float
+    ) -> None:
+        self.database = database
+        self.transport = transport
+        self.processor_id = processor_id
+        self.interval_s = interval_s
+        self.started_at: datetime = utcnow()
+        self._current: tuple[int, Delivery] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self.beat()
+        self._thread.start()
+
+    def holding(self, run_id: int | None, delivery: Delivery | None = None) -> None:
+        """Say which run (and delivery) this processor holds now; None when idle."""
+        self._current = (run_id, delivery) if run_id is not None and delivery else None
+
+    def beat(self) -> None:
+        current = self._current
+        with self.database.session() as session:
+            session.merge(
+                ProcessorHeartbeat(
+                    id=self.processor_id,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    started_at=self.started_at,
+                    last_seen_at=utcnow(),
+                    current_run_id=current[0] if current else None,
+                    stopped_at=None,
+                )
+            )
+        if current:
+            self.transport.extend(current[1])
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.beat()
+            except Exception as error:  # a missed beat is logged, the next one retries
+                logger.warning("heartbeat failed: %s: %s", type(error).__name__, error)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval_s + 5)
+        try:
+            with self.database.session() as session:
+                session.execute(
+                    update(ProcessorHeartbeat)
+                    .where(ProcessorHeartbeat.id == self.processor_id)
+                    .values(stopped_at=utcnow(), current_run_id=None)
+                )
+        except Exception as error:
+            logger.warning("could not record the processor's stop: %s", error)

@@ -1,0 +1,116 @@
+"""Put a reduction's outputs in place and record its final state.
+
+Outputs are written to a temporary sibling of the run's output directory and renamed into place
+when the child is done, so a reader never sees half a run. The record is one transaction: the
+final state (fenced by the attempt that produced it) and the output rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from autoreduce.db import Database
+from autoreduce.db.models import RunOutput, RunStatus, utcnow
+from autoreduce.state_machine import transition
+from queue_processor.isolation import LOG_NAME, RESULT_NAME, Outcome
+
+logger = logging.getLogger("autoreduce.process")
+
+
+def work_dir_for(output_dir: Path) -> Path:
+    """A fresh temporary directory beside ``output_dir`` for one attempt.
+
+    What earlier attempts of the same run left behind (their processor died) is removed.
+    """
+    if output_dir.parent.is_dir():
+        for stale in output_dir.parent.glob(f".{output_dir.name}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    return output_dir.parent / f".{output_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+
+
+def move_into_place(work_dir: Path, output_dir: Path) -> None:
+    """Replace ``output_dir`` (a stale earlier attempt, if any) with ``work_dir``."""
+    (work_dir / RESULT_NAME).unlink(missing_ok=True)
+    if output_dir.exists():
+        stale = output_dir.parent / f".{output_dir.name}.stale-{uuid.uuid4().hex[:8]}"
+        os.replace(output_dir, stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    os.replace(work_dir, output_dir)
+
+
+def _output_rows(run_id: int, output_dir: Path, outcome: Outcome) -> list[RunOutput]:
+    entries = [("data", name) for name in outcome.files] + [("plot", n) for n in outcome.plots]
+    if (output_dir / LOG_NAME).is_file():
+        entries.append(("log", LOG_NAME))
+    rows = []
+    for kind, name in entries:
+        path = output_dir / name
+        size = path.stat().st_size if path.is_file() else 0
+        rows.append(RunOutput(run_id=run_id, kind=kind, name=name, size_bytes=size))
+    return rows
+
+
+def record_outcome(
+    database: Database,
+    *,
+    run_id: int,
+    attempt: int,
+    output_dir: Path,
+    outcome: Outcome,
+) -> bool:
+    """Record Completed or Error for the attempt that holds the run; False if it lost the run."""
+    status = RunStatus.COMPLETED if outcome.ok else RunStatus.ERROR
+    values: dict[str, object] = {
+        "finished_at": utcnow(),
+        "output_dir": str(output_dir),
+        "summary": outcome.summary[:1000],
+    }
+    if not outcome.ok:
+        values["message"] = outcome.reason
+    with database.session() as session:
+        moved = transition(
+            session,
+            run_id,
+            RunStatus.PROCESSING,
+            status,
+            expected_attempts=attempt,
+            **values,
+        )
+        if moved:
+            session.add_all(_output_rows(run_id, output_dir, outcome))
+    return moved
+
+
+def record_without_reduction(
+    database: Database, *, run_id: int, attempt: int, status: RunStatus, reason: str
+) -> bool:
+    """Finish a held run that is not reduced (Skipped, or Error before the child started)."""
+    with database.session() as session:
+        return transition(
+            session,
+            run_id,
+            RunStatus.PROCESSING,
+            status,
+            expected_attempts=attempt,
+            message=reason,
+            finished_at=utcnow(),
+        )
+
+
+def release_run(database: Database, *, run_id: int, attempt: int) -> bool:
+    """Give a held run back to the queue; a release is not a failed attempt."""
+    with database.session() as session:
+        return transition(
+            session,
+            run_id,
+            RunStatus.PROCESSING,
+            RunStatus.QUEUED,
+            expected_attempts=attempt,
+            attempts=attempt - 1,
+            processor="",
+            started_at=None,
+        )

@@ -1,0 +1,247 @@
+"""The queue processor: claim, isolate, record, acknowledge — one message at a time.
+
+The message is acked only after the result is committed. A processor killed mid-run leaves its
+message unacked; the broker delivers it again and the run is taken over (attempt + 1) until
+``max_attempts``, then marked Error and dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from autoreduce.db import Database
+from autoreduce.db.models import ReductionRun, RunStatus
+from autoreduce.messages import PENDING_QUEUE, InvalidMessage, parse_run_message
+from autoreduce.plugin import ReductionResult, RunInfo
+from autoreduce.plugin_manager import Plugins, installed_plugins
+from autoreduce.settings import Settings
+from autoreduce.transport import Delivery, Transport, open_transport
+from queue_processor.claim import Claim, Decision, claim_run
+from queue_processor.heartbeat import Heartbeat
+from queue_processor.isolation import Outcome, ReductionJob, run_isolated
+from queue_processor.record import (
+    move_into_place,
+    record_outcome,
+    record_without_reduction,
+    release_run,
+    work_dir_for,
+)
+
+logger = logging.getLogger("autoreduce.process")
+RECEIVE_WAIT_S = 1.0
+ERROR_BACKOFF_S = 1.0
+
+
+def new_processor_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class QueueProcessor:
+    """One consumer of the pending queue; run several for more throughput."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        database: Database | None = None,
+        transport: Transport | None = None,
+        plugins: Plugins | None = None,
+        processor_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.processor_id = processor_id or new_processor_id()
+        self.database = database or Database(settings.resolved_database_url)
+        self.transport = transport or open_transport(
+            settings.broker_url,
+            database_url=settings.resolved_database_url,
+            consumer=self.processor_id,
+        )
+        self.plugins = plugins or installed_plugins()
+        self.heartbeat = Heartbeat(
+            self.database, self.transport, self.processor_id, settings.heartbeat_interval_s
+        )
+        self._stop = threading.Event()
+        self._stop_seen_at: float | None = None
+
+    def stop(self) -> None:
+        """Ask the loop to finish: the run in hand gets ``shutdown_grace_s``, then is released."""
+        self._stop.set()
+
+    def serve(self) -> None:
+        """Consume until :meth:`stop` is called."""
+        self.database.upgrade()
+        try:
+            self.plugins.warm_up()
+        except Exception:  # a broken plugin fails its own runs, not the processor
+            logger.exception("a plugin's warm_up hook failed; reductions will import lazily")
+        self.heartbeat.start()
+        logger.info("processor %s consuming %s", self.processor_id, PENDING_QUEUE)
+        try:
+            while not self._stop.is_set():
+                self.process_next(RECEIVE_WAIT_S)
+        finally:
+            self.heartbeat.stop()
+            self.transport.close()
+            logger.info("processor %s stopped", self.processor_id)
+
+    def process_next(self, wait_s: float) -> bool:
+        """Receive and handle one message; False if none came within ``wait_s``."""
+        try:
+            delivery = self.transport.receive(PENDING_QUEUE, timeout_s=wait_s)
+        except Exception as error:
+            logger.error("receive failed: %s: %s", type(error).__name__, error)
+            self._stop.wait(ERROR_BACKOFF_S)
+            return False
+        if delivery is None:
+            return False
+        try:
+            self.handle(delivery)
+        except Exception:
+            # The run stays as it is and the message unacked: it comes back and is retried.
+            logger.exception("handling a delivery failed; it will be delivered again")
+            self._stop.wait(ERROR_BACKOFF_S)
+        return True
+
+    def handle(self, delivery: Delivery) -> None:
+        try:
+            message = parse_run_message(delivery.body)
+        except InvalidMessage as error:
+            logger.error("dead-lettering a message: %s", error.reason)
+            self.transport.dead_letter(delivery, error.reason)
+            return
+        claim = claim_run(
+            self.database,
+            message,
+            processor=self.processor_id,
+            max_attempts=self.settings.max_attempts,
+        )
+        if claim.decision is Decision.DROP:
+            logger.info("run id %s: %s; message acked", message.run_id, claim.reason)
+            self.transport.ack(delivery)
+        elif claim.decision in (Decision.MISSING, Decision.GIVE_UP):
+            logger.error("run id %s: %s; message dead-lettered", message.run_id, claim.reason)
+            self.transport.dead_letter(delivery, claim.reason)
+        else:
+            self._reduce(claim, delivery)
+
+    def _reduce(self, claim: Claim, delivery: Delivery) -> None:
+        run = claim.run
+        assert run is not None
+        self.heartbeat.holding(run.id, delivery)
+        try:
+            status, outcome, reason = self._reduce_held(run, claim.attempt)
+        finally:
+            self.heartbeat.holding(None)
+        if status is RunStatus.QUEUED:
+            release_run(self.database, run_id=run.id, attempt=claim.attempt)
+            self.transport.release(delivery)
+            logger.info("%s: released on shutdown", _label(run))
+            return
+        self.transport.ack(delivery)
+        logger.info(
+            "%s: %s%s (attempt %s, %.2f s)",
+            _label(run),
+            status,
+            f" — {reason}" if reason else "",
+            claim.attempt,
+            outcome.wall_s if outcome else 0.0,
+        )
+        self._notify(run, status, outcome)
+
+    def _reduce_held(
+        self, run: ReductionRun, attempt: int
+    ) -> tuple[RunStatus, Outcome | None, str]:
+        """Reduce a run this processor holds; its final status, outcome and reason."""
+        config = self.settings.instruments.get(run.instrument)
+        if config is None:
+            reason = (
+                f"instrument {run.instrument} is not configured on processor {self.processor_id}"
+            )
+            return self._finish_early(run, attempt, RunStatus.ERROR, reason)
+        info = _run_info(run)
+        try:
+            skip_reason = self.plugins.skip_reason(info)
+        except Exception as error:
+            skip_reason = None
+            logger.exception("a skip_run hook raised %s; the run goes on", error)
+        if skip_reason:
+            return self._finish_early(run, attempt, RunStatus.SKIPPED, skip_reason)
+        if not Path(run.data_path).is_file():
+            reason = f"data file {run.data_path} not found"
+            return self._finish_early(run, attempt, RunStatus.ERROR, reason)
+        output_dir = self.settings.output_dir(
+            run.instrument, run.run_number, run.run_version, run.experiment_ref
+        )
+        job = ReductionJob(
+            plugin=config.plugin,
+            run=info,
+            variables=dict(run.variables or {}),
+            work_dir=work_dir_for(output_dir),
+            timeout_s=config.timeout_s,
+            memory_mb=config.memory_mb,
+        )
+        outcome = run_isolated(job, self.plugins, should_abandon=self._grace_over)
+        if self._stop.is_set() and outcome.reason.startswith("abandoned"):
+            shutil.rmtree(job.work_dir, ignore_errors=True)
+            return RunStatus.QUEUED, outcome, outcome.reason
+        move_into_place(job.work_dir, output_dir)
+        if not record_outcome(
+            self.database, run_id=run.id, attempt=attempt, output_dir=output_dir, outcome=outcome
+        ):
+            logger.warning("%s: another processor took the run over; result discarded", _label(run))
+        status = RunStatus.COMPLETED if outcome.ok else RunStatus.ERROR
+        return status, outcome, outcome.reason
+
+    def _finish_early(
+        self, run: ReductionRun, attempt: int, status: RunStatus, reason: str
+    ) -> tuple[RunStatus, Outcome | None, str]:
+        record_without_reduction(
+            self.database, run_id=run.id, attempt=attempt, status=status, reason=reason
+        )
+        return status, None, reason
+
+    def _grace_over(self) -> bool:
+        if not self._stop.is_set():
+            return False
+        now = time.monotonic()
+        if self._stop_seen_at is None:
+            self._stop_seen_at = now
+            logger.info(
+                "stopping: the run in hand has %.0f s to finish", self.settings.shutdown_grace_s
+            )
+        return now - self._stop_seen_at >= self.settings.shutdown_grace_s
+
+    def _notify(self, run: ReductionRun, status: RunStatus, outcome: Outcome | None) -> None:
+        result = None
+        if outcome and outcome.ok:
+            result = ReductionResult(
+                files=[Path(name) for name in outcome.files],
+                plots=[Path(name) for name in outcome.plots],
+                summary=outcome.summary,
+            )
+        try:
+            self.plugins.run_finished(_run_info(run), str(status), result)
+        except Exception:
+            logger.exception("a run_finished hook raised; ignored")
+
+
+def _run_info(run: ReductionRun) -> RunInfo:
+    return RunInfo(
+        instrument=run.instrument,
+        run_number=run.run_number,
+        run_version=run.run_version,
+        experiment_ref=run.experiment_ref,
+        data_path=Path(run.data_path),
+        title=run.title,
+    )
+
+
+def _label(run: ReductionRun) -> str:
+    return f"{run.instrument} {run.run_number} v{run.run_version}"
