@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="On SIGTERM a processor waits this long for the run in hand."
     )
+    database_outage_s: float = Field(
+        300.0, gt=0, description="A processor retries recording a finished run this long."
+    )
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     instruments: dict[str, InstrumentConfig] = Field(default_factory=dict)
 

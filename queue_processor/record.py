@@ -42,7 +42,7 @@ def move_into_place(work_dir: Path, output_dir: Path) -> None:
     os.replace(work_dir, output_dir)
 
 
-def _output_rows(run_id: int, output_dir: Path, outcome: Outcome) -> list[RunOutput]:
+def _output_rows(run_id: int, output_dir: Path, outcome: Outcome) -> list[dict[str, object]]:
     entries = [("data", name) for name in outcome.files] + [("plot", n) for n in outcome.plots]
     if (output_dir / LOG_NAME).is_file():
         entries.append(("log", LOG_NAME))
@@ -50,8 +50,30 @@ def _output_rows(run_id: int, output_dir: Path, outcome: Outcome) -> list[RunOut
     for kind, name in entries:
         path = output_dir / name
         size = path.stat().st_size if path.is_file() else 0
-        rows.append(RunOutput(run_id=run_id, kind=kind, name=name, size_bytes=size))
+        rows.append({"run_id": run_id, "kind": kind, "name": name, "size_bytes": size})
     return rows
+
+
+def _finish_held(
+    database: Database,
+    run_id: int,
+    attempt: int,
+    new: RunStatus,
+    outputs: list[dict[str, object]] | None = None,
+    **values: object,
+) -> bool:
+    """One transaction, retried through a database outage: move the held run, add outputs."""
+
+    def write() -> bool:
+        with database.session() as session:
+            moved = transition(
+                session, run_id, RunStatus.PROCESSING, new, expected_attempts=attempt, **values
+            )
+            if moved and outputs:
+                session.add_all([RunOutput(**row) for row in outputs])
+            return moved
+
+    return database.when_reachable(write)
 
 
 def record_outcome(
@@ -63,7 +85,6 @@ def record_outcome(
     outcome: Outcome,
 ) -> bool:
     """Record Completed or Error for the attempt that holds the run; False if it lost the run."""
-    status = RunStatus.COMPLETED if outcome.ok else RunStatus.ERROR
     values: dict[str, object] = {
         "finished_at": utcnow(),
         "output_dir": str(output_dir),
@@ -71,46 +92,26 @@ def record_outcome(
     }
     if not outcome.ok:
         values["message"] = outcome.reason
-    with database.session() as session:
-        moved = transition(
-            session,
-            run_id,
-            RunStatus.PROCESSING,
-            status,
-            expected_attempts=attempt,
-            **values,
-        )
-        if moved:
-            session.add_all(_output_rows(run_id, output_dir, outcome))
-    return moved
+    status = RunStatus.COMPLETED if outcome.ok else RunStatus.ERROR
+    outputs = _output_rows(run_id, output_dir, outcome)
+    return _finish_held(database, run_id, attempt, status, outputs, **values)
 
 
 def record_without_reduction(
     database: Database, *, run_id: int, attempt: int, status: RunStatus, reason: str
 ) -> bool:
     """Finish a held run that is not reduced (Skipped, or Error before the child started)."""
-    with database.session() as session:
-        return transition(
-            session,
-            run_id,
-            RunStatus.PROCESSING,
-            status,
-            expected_attempts=attempt,
-            message=reason,
-            finished_at=utcnow(),
-        )
+    return _finish_held(database, run_id, attempt, status, message=reason, finished_at=utcnow())
 
 
 def release_run(database: Database, *, run_id: int, attempt: int) -> bool:
     """Give a held run back to the queue; a release is not a failed attempt."""
-    with database.session() as session:
-        return transition(
-            session,
-            run_id,
-            RunStatus.PROCESSING,
-            RunStatus.QUEUED,
-            expected_attempts=attempt,
-            attempts=attempt - 1,
-            processor="",
-            started_at=None,
-        )
+    return _finish_held(
+        database,
+        run_id,
+        attempt,
+        RunStatus.QUEUED,
+        attempts=attempt - 1,
+        processor="",
+        started_at=None,
+    )

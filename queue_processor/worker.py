@@ -57,12 +57,10 @@ class QueueProcessor:
     ) -> None:
         self.settings = settings
         self.processor_id = processor_id or new_processor_id()
-        self.database = database or Database(settings.resolved_database_url)
-        self.transport = transport or open_transport(
-            settings.broker_url,
-            database_url=settings.resolved_database_url,
-            consumer=self.processor_id,
+        self.database = database or Database(
+            settings.resolved_database_url, max_outage_s=settings.database_outage_s
         )
+        self.transport = transport or open_transport(settings, consumer=self.processor_id)
         self.plugins = plugins or installed_plugins()
         self.heartbeat = Heartbeat(
             self.database, self.transport, self.processor_id, settings.heartbeat_interval_s
@@ -104,8 +102,12 @@ class QueueProcessor:
         try:
             self.handle(delivery)
         except Exception:
-            # The run stays as it is and the message unacked: it comes back and is retried.
+            # The run stays as the database has it; the message goes back to be retried.
             logger.exception("handling a delivery failed; it will be delivered again")
+            try:
+                self.transport.release(delivery, delay_s=ERROR_BACKOFF_S)
+            except Exception as error:  # then the broker's own redelivery brings it back
+                logger.warning("could not release the delivery: %s", error)
             self._stop.wait(ERROR_BACKOFF_S)
         return True
 

@@ -98,9 +98,7 @@ def create_app(
     owns_transport = transport is None
     if transport is None:
         consumer = f"rest-api@{socket.gethostname()}:{os.getpid()}"
-        transport = open_transport(
-            settings.broker_url, database_url=settings.resolved_database_url, consumer=consumer
-        )
+        transport = open_transport(settings, consumer=consumer)
     state = ApiState(
         settings=settings,
         database=database,

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential,
+)
+
+logger = logging.getLogger("autoreduce.db")
+P = ParamSpec("P")
+T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -61,11 +74,19 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
+def is_unreachable(error: BaseException) -> bool:
+    """True for errors that mean "the server is away" (gone, refused, lost), not bad SQL."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, OperationalError | InterfaceError)
+
+
 class Database:
     """An engine and its session factory."""
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    def __init__(self, url: str, *, max_outage_s: float = 300.0, **engine_kwargs: Any) -> None:
         self.url = url
+        self.max_outage_s = max_outage_s
         self.engine = make_engine(url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -78,6 +99,22 @@ class Database:
         """A session in a transaction: committed on success, rolled back on error."""
         with self.sessions() as session, session.begin():
             yield session
+
+    def when_reachable(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call ``work``, again and again while the database is unreachable.
+
+        For writes that must not be lost to an outage (a finished run's result): retries with
+        a growing wait (0.2 s doubling to 5 s) for up to ``max_outage_s``, then re-raises.
+        ``work`` must run its own transaction, so a retry repeats all of it or none.
+        """
+        retrying = Retrying(
+            retry=retry_if_exception(is_unreachable),
+            stop=stop_after_delay(self.max_outage_s),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            before_sleep=before_sleep_log(logger, logging.WARNING),
+            reraise=True,
+        )
+        return retrying(work, *args, **kwargs)
 
     def upgrade(self) -> None:
         upgrade(self.engine)

@@ -6,16 +6,23 @@ the service's own database; ``stomp://`` (ActiveMQ, RabbitMQ's STOMP plugin) is 
 
 from __future__ import annotations
 
+from autoreduce.settings import Settings
 from autoreduce.transport.common import Delivery, Transport, TransportError
 
 
-def open_transport(broker_url: str, *, database_url: str, consumer: str = "") -> Transport:
-    """The transport for ``broker_url``; ``consumer`` names this process in claims and logs."""
+def open_transport(settings: Settings, *, consumer: str = "") -> Transport:
+    """The transport ``settings.broker_url`` names; ``consumer`` names this process in claims."""
+    broker_url = settings.broker_url
     scheme = broker_url.split("://", 1)[0].lower() if "://" in broker_url else broker_url
     if scheme == "sql":
         from autoreduce.transport.sql import SqlTransport
 
-        return SqlTransport(database_url, consumer=consumer)
+        return SqlTransport(
+            settings.resolved_database_url,
+            consumer=consumer,
+            visibility_timeout_s=settings.visibility_timeout_s,
+            poll_interval_s=settings.poll_interval_s,
+        )
     if scheme in ("stomp", "stomp+ssl"):
         raise TransportError(
             "the STOMP transport (ActiveMQ, RabbitMQ) is not built yet; "

@@ -22,6 +22,7 @@ class Delivery:
     headers: dict[str, str] = field(default_factory=dict)
     redelivered: bool = False
     handle: Any = None  # what the backend needs to ack or release this delivery
+    message_id: str = ""  # the broker's id of the message, stable across deliveries
 
 
 class Transport(abc.ABC):
@@ -55,6 +56,18 @@ class Transport(abc.ABC):
         self._send(DEAD_LETTER_QUEUE, delivery.body, headers)
         self._ack(delivery)
 
+    def browse(self, queue: str, limit: int = 100) -> list[Delivery]:
+        """Up to ``limit`` messages of ``queue``, oldest first, left in the queue."""
+        return self._browse(queue, limit)
+
+    def take(self, queue: str, message_id: str, timeout_s: float = 5.0) -> Delivery | None:
+        """Receive the message ``message_id`` of ``queue`` (to ack or release), or None."""
+        return self._take(queue, message_id, timeout_s)
+
+    def purge(self, queue: str) -> int:
+        """Remove every message of ``queue``; how many there were."""
+        return self._purge(queue)
+
     def check(self) -> None:
         """Raise :class:`TransportError` unless the broker answers (for health checks)."""
         self._check()
@@ -80,6 +93,15 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def _release(self, delivery: Delivery, delay_s: float) -> None: ...
+
+    @abc.abstractmethod
+    def _browse(self, queue: str, limit: int) -> list[Delivery]: ...
+
+    @abc.abstractmethod
+    def _take(self, queue: str, message_id: str, timeout_s: float) -> Delivery | None: ...
+
+    @abc.abstractmethod
+    def _purge(self, queue: str) -> int: ...
 
     def _extend(self, delivery: Delivery) -> None:
         return None

@@ -49,28 +49,23 @@ class SqlTransport(Transport):
         with self.database.session() as session:
             session.add(QueueMessage(queue=queue, body=body, headers=headers))
 
-    def _claim(self, queue: str) -> Delivery | None:
+    def _claim(self, queue: str, message_id: int | None = None) -> Delivery | None:
         now = utcnow()
+        query = select(QueueMessage).where(
+            QueueMessage.queue == queue, QueueMessage.visible_at <= now
+        )
+        if message_id is not None:
+            query = query.where(QueueMessage.id == message_id)
         with self.database.session() as session:
             row = session.execute(
-                select(QueueMessage)
-                .where(QueueMessage.queue == queue, QueueMessage.visible_at <= now)
-                .order_by(QueueMessage.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
+                query.order_by(QueueMessage.id).limit(1).with_for_update(skip_locked=True)
             ).scalar_one_or_none()
             if row is None:
                 return None
             row.deliveries += 1
             row.claimed_by = self.consumer
             row.visible_at = now + timedelta(seconds=self.visibility_timeout_s)
-            return Delivery(
-                queue=queue,
-                body=row.body,
-                headers=dict(row.headers or {}),
-                redelivered=row.deliveries > 1,
-                handle=_Claim(row.id, row.deliveries),
-            )
+            return _delivery(row)
 
     def _receive(self, queue: str, timeout_s: float) -> Delivery | None:
         deadline = utcnow() + timedelta(seconds=timeout_s)
@@ -116,6 +111,26 @@ class SqlTransport(Transport):
                 .values(visible_at=utcnow() + timedelta(seconds=self.visibility_timeout_s))
             )
 
+    def _browse(self, queue: str, limit: int) -> list[Delivery]:
+        query = (
+            select(QueueMessage)
+            .where(QueueMessage.queue == queue)
+            .order_by(QueueMessage.id)
+            .limit(limit)
+        )
+        with self.database.session() as session:
+            return [_delivery(row, claim=False) for row in session.scalars(query)]
+
+    def _take(self, queue: str, message_id: str, timeout_s: float) -> Delivery | None:
+        if not message_id.isdigit():
+            return None
+        return self._claim(queue, int(message_id))
+
+    def _purge(self, queue: str) -> int:
+        with self.database.session() as session:
+            result = session.execute(delete(QueueMessage).where(QueueMessage.queue == queue))
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
     def _check(self) -> None:
         try:
             with self.database.session() as session:
@@ -131,3 +146,14 @@ class SqlTransport(Transport):
         query = select(func.count()).select_from(QueueMessage).where(QueueMessage.queue == queue)
         with self.database.session() as session:
             return int(session.scalar(query) or 0)
+
+
+def _delivery(row: QueueMessage, *, claim: bool = True) -> Delivery:
+    return Delivery(
+        queue=row.queue,
+        body=row.body,
+        headers=dict(row.headers or {}),
+        redelivered=row.deliveries > 1,
+        handle=_Claim(row.id, row.deliveries) if claim else None,
+        message_id=str(row.id),
+    )

@@ -397,13 +397,13 @@ def test_odd_read_requests_are_answered_without_a_server_error(
 
 
 def test_the_relay_publishes_a_recorded_run_to_the_sql_queue(
-    settings: Settings, plugins: Plugins, database_url: str
+    settings: Settings, plugins: Plugins
 ) -> None:
     app = create_app(settings, plugins=plugins)
     with TestClient(app) as client:
         token = create_token(app.state.api.database, "det", "detector")
         run = client.post(RUNS, json=run_body(), headers={"Authorization": f"Bearer {token}"})
-        with open_transport("sql://", database_url=database_url, consumer="test") as queue:
+        with open_transport(settings, consumer="test") as queue:
             delivery = queue.receive(PENDING_QUEUE, timeout_s=5)
             assert delivery is not None
             assert queue.ack(delivery)
@@ -414,7 +414,7 @@ def test_the_relay_publishes_a_recorded_run_to_the_sql_queue(
 
 
 def test_a_paused_instrument_holds_its_runs_until_it_resumes(
-    app_client: TestClient, auth: Callable[..., dict[str, str]], db: Database, database_url: str
+    app_client: TestClient, auth: Callable[..., dict[str, str]], settings: Settings
 ) -> None:
     admin = auth("admin")
     relay = app_client.app.state.api.relay  # type: ignore[attr-defined]
@@ -428,7 +428,7 @@ def test_a_paused_instrument_holds_its_runs_until_it_resumes(
     resumed = app_client.patch("/api/v1/instruments/GEM", json={"paused": False}, headers=admin)
     assert resumed.json()["paused"] is False
     assert relay.relay_once() == 1
-    with open_transport("sql://", database_url=database_url) as queue:
+    with open_transport(settings) as queue:
         delivery = queue.receive(PENDING_QUEUE, timeout_s=5)
     assert delivery is not None
     assert parse_run_message(delivery.body).run_id == recorded.json()["id"]

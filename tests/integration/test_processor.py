@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import make_url, select
 
 from autoreduce.db import Database
 from autoreduce.db.models import Instrument, QueueMessage, ReductionRun, RunStatus, utcnow
@@ -18,6 +19,7 @@ from autoreduce.transport.sql import SqlTransport
 from queue_processor.isolation import LOG_NAME
 from queue_processor.worker import QueueProcessor
 from tests.polling import wait_for
+from tests.tcp_proxy import TcpProxy
 
 
 @pytest.fixture
@@ -49,36 +51,51 @@ def submit(
     """Record a run as the API would and send its message; the data file exists."""
 
     def submit_run(run_number: int, *, with_data: bool = True, **variables: Any) -> ReductionRun:
-        data_path = Path(settings.data_pattern("GEM", run_number))
-        if with_data:
-            data_path.parent.mkdir(parents=True, exist_ok=True)
-            data_path.write_bytes(b"not really NeXus; noop does not read it")
-        with database.session() as session:
-            if session.get(Instrument, "GEM") is None:
-                session.add(Instrument(name="GEM"))
-            run = ReductionRun(
-                instrument="GEM",
-                run_number=run_number,
-                run_version=0,
-                status=RunStatus.QUEUED,
-                data_path=str(data_path),
-                variables={"sleep_s": 0.0, "fault": "none", **variables},
-            )
-            session.add(run)
-            session.flush()
-        message = RunMessage(
-            run_id=run.id,
+        return _record_and_send(
+            settings, database, transport, run_number, with_data=with_data, **variables
+        )
+
+    return submit_run
+
+
+def _record_and_send(
+    settings: Settings,
+    database: Database,
+    transport: SqlTransport,
+    run_number: int,
+    *,
+    with_data: bool = True,
+    **variables: Any,
+) -> ReductionRun:
+    """Record a run as the API would and send its message; the data file exists."""
+    data_path = Path(settings.data_pattern("GEM", run_number))
+    if with_data:
+        data_path.parent.mkdir(parents=True, exist_ok=True)
+        data_path.write_bytes(b"not really NeXus; noop does not read it")
+    with database.session() as session:
+        if session.get(Instrument, "GEM") is None:
+            session.add(Instrument(name="GEM"))
+        run = ReductionRun(
             instrument="GEM",
             run_number=run_number,
             run_version=0,
+            status=RunStatus.QUEUED,
             data_path=str(data_path),
-            variables=run.variables,
-            submitted_at=utcnow(),
+            variables={"sleep_s": 0.0, "fault": "none", **variables},
         )
-        transport.send(PENDING_QUEUE, message.to_json())
-        return run
-
-    return submit_run
+        session.add(run)
+        session.flush()
+    message = RunMessage(
+        run_id=run.id,
+        instrument="GEM",
+        run_number=run_number,
+        run_version=0,
+        data_path=str(data_path),
+        variables=run.variables,
+        submitted_at=utcnow(),
+    )
+    transport.send(PENDING_QUEUE, message.to_json())
+    return run
 
 
 def reload(database: Database, run: ReductionRun) -> ReductionRun:
@@ -270,3 +287,71 @@ def test_a_segfaulting_plugin_leaves_its_python_stack_in_the_run_log(
 
     log = (Path(reload(database, run).output_dir) / LOG_NAME).read_text()
     assert "Segmentation fault" in log and "noop.py" in log
+
+
+def test_a_database_outage_during_a_reduction_does_not_lose_the_run_in_hand(
+    make_settings: Callable[..., Settings], fresh_mysql_database: str
+) -> None:
+    server = make_url(fresh_mysql_database)
+    proxy = TcpProxy(server.host or "127.0.0.1", server.port or 3306)
+    through_proxy = server.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    database = Database(through_proxy)
+    database.upgrade()
+    settings = make_settings(
+        GEM={
+            "plugin": "noop",
+            "lastruns": "{root}/GEM/lastruns.txt",
+            "data": "{root}/GEM/GEM{run_number:08d}.nxs",
+        },
+        database_url=through_proxy,
+    )
+    direct = Database(fresh_mysql_database)  # the test's own view, not through the proxy
+    transport = SqlTransport(through_proxy, consumer="p1", database=database)
+    processor = QueueProcessor(settings, database=database, transport=transport, processor_id="p1")
+    run = _record_and_send(settings, direct, transport, 1001, sleep_s=1.5)
+    worker = threading.Thread(target=processor.process_next, args=(5,))
+    worker.start()
+    wait_for(lambda: reload(direct, run).status == RunStatus.PROCESSING)
+
+    proxy.cut()  # the database goes away while the child reduces
+    time.sleep(3)  # the outage lasts 3 s (a duration, not a wait for a condition)
+    proxy.restore()
+    worker.join(timeout=60)
+
+    done = reload(direct, run)
+    assert (done.status, done.attempts) == (RunStatus.COMPLETED, 1)
+    proxy.close()
+
+
+def test_a_delivery_that_cannot_be_handled_goes_back_to_the_queue_and_is_retried(
+    make_settings: Callable[..., Settings], fresh_mysql_database: str
+) -> None:
+    server = make_url(fresh_mysql_database)
+    proxy = TcpProxy(server.host or "127.0.0.1", server.port or 3306)
+    through_proxy = server.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    direct = Database(fresh_mysql_database)
+    direct.upgrade()
+    settings = make_settings(
+        GEM={
+            "plugin": "noop",
+            "lastruns": "{root}/GEM/lastruns.txt",
+            "data": "{root}/GEM/GEM{run_number:08d}.nxs",
+        },
+        database_url=through_proxy,
+    )
+    transport = SqlTransport(fresh_mysql_database, consumer="p1", database=direct)
+    processor = QueueProcessor(
+        settings, database=Database(through_proxy), transport=transport, processor_id="p1"
+    )
+    run = _record_and_send(settings, direct, transport, 1101)
+    proxy.cut()  # the processor's database is away; the queue is not
+
+    processor.process_next(wait_s=5)
+
+    [message] = queue_rows(direct, PENDING_QUEUE)
+    assert (message.claimed_by, message.deliveries) == ("", 1)
+    assert reload(direct, run).status == RunStatus.QUEUED
+    proxy.restore()
+    wait_for(lambda: processor.process_next(wait_s=1), timeout_s=30)
+    assert reload(direct, run).status == RunStatus.COMPLETED
+    proxy.close()

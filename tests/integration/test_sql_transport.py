@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
 from autoreduce.db import Database
+from autoreduce.settings import Settings
 from autoreduce.transport import TransportError, open_transport
 from autoreduce.transport.sql import SqlTransport
 
@@ -142,6 +144,59 @@ def test_check_raises_when_the_database_is_unreachable() -> None:
         queue.check()
 
 
-def test_an_unknown_broker_scheme_is_refused_with_the_choices() -> None:
+def test_an_unknown_broker_scheme_is_refused_with_the_choices(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(broker_url="amqp://guest@localhost")
+
     with pytest.raises(TransportError, match="use sql:// or stomp://"):
-        open_transport("amqp://guest@localhost", database_url="sqlite://")
+        open_transport(settings)
+
+
+def test_open_transport_uses_the_configured_queue_timings(
+    make_settings: Callable[..., Settings], database: Database
+) -> None:
+    settings = make_settings(
+        database_url=database.url, visibility_timeout_s=7.5, poll_interval_s=0.02
+    )
+
+    queue = open_transport(settings, consumer="p9")
+
+    assert isinstance(queue, SqlTransport)
+    assert (queue.visibility_timeout_s, queue.poll_interval_s, queue.consumer) == (7.5, 0.02, "p9")
+
+
+def test_browse_lists_messages_oldest_first_without_consuming_them(database: Database) -> None:
+    queue = consumer(database, "c1")
+    for body in ("a", "b", "c"):
+        queue.send("q", body)
+
+    browsed = queue.browse("q", limit=2)
+
+    assert [d.body for d in browsed] == ["a", "b"]
+    assert all(d.message_id for d in browsed)
+    assert queue.depth("q") == 3
+
+
+def test_take_receives_one_message_by_its_id(database: Database) -> None:
+    queue = consumer(database, "c1")
+    for body in ("a", "b", "c"):
+        queue.send("q", body)
+    wanted = queue.browse("q")[1]
+
+    taken = queue.take("q", wanted.message_id)
+
+    assert taken is not None and taken.body == "b"
+    assert queue.ack(taken)
+    assert [d.body for d in queue.browse("q")] == ["a", "c"]
+    assert queue.take("q", "no-such-id") is None
+
+
+def test_purge_empties_one_queue_and_says_how_many(database: Database) -> None:
+    queue = consumer(database, "c1")
+    for body in ("a", "b"):
+        queue.send("q", body)
+    queue.send("other", "kept")
+
+    assert queue.purge("q") == 2
+    assert queue.depth("q") == 0 and queue.depth("other") == 1
