@@ -17,6 +17,7 @@ import click
 from autoreduce import __version__
 from autoreduce.logs import configure_logging
 from autoreduce.settings import Settings, load_settings
+from autoreduce.transport import Transport
 
 ROLES = ("admin", "scientist", "detector")
 
@@ -195,6 +196,78 @@ def token_revoke(name: str) -> None:
     if not revoke_token(Database(_settings().resolved_database_url), name):
         raise click.ClickException(f"no active token named {name!r}")
     click.echo(f"revoked {name}")
+
+
+@main.group()
+def dlq() -> None:
+    """The dead-letter queue: messages that could not be processed, with their reasons."""
+
+
+def _dlq_transport() -> Transport:
+    from autoreduce.transport import open_transport
+
+    return open_transport(_settings(), consumer=f"dlq-cli:{os.getpid()}")
+
+
+@dlq.command("list")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1))
+def dlq_list(limit: int) -> None:
+    """List dead letters: id, run, reason."""
+    from autoreduce.dead_letters import list_dead_letters
+
+    with _dlq_transport() as transport:
+        letters = list_dead_letters(transport, limit)
+    for letter in letters:
+        click.echo(f"{letter.message_id}\t{letter.run}\t{letter.reason}")
+    click.echo(f"{len(letters)} dead letter(s)", err=True)
+
+
+@dlq.command("show")
+@click.argument("message_id")
+def dlq_show(message_id: str) -> None:
+    """Show one dead letter's headers and body."""
+    from autoreduce.dead_letters import find_dead_letter
+
+    with _dlq_transport() as transport:
+        letter = find_dead_letter(transport, message_id)
+    if letter is None:
+        raise click.ClickException(f"no dead letter with id {message_id}")
+    for name, value in sorted(letter.headers.items()):
+        click.echo(f"{name}: {value}")
+    click.echo("")
+    click.echo(letter.body)
+
+
+@dlq.command("replay")
+@click.argument("message_id", required=False)
+@click.option("--all", "replay_every", is_flag=True, help="Replay every dead letter.")
+def dlq_replay(message_id: str | None, replay_every: bool) -> None:
+    """Put one dead letter (or --all) back on the queue it came from."""
+    from autoreduce.dead_letters import replay, replay_all
+
+    if bool(message_id) == replay_every:
+        raise click.UsageError("give either a MESSAGE_ID or --all")
+    with _dlq_transport() as transport:
+        if replay_every:
+            letters = replay_all(transport)
+        else:
+            letter = replay(transport, str(message_id))
+            if letter is None:
+                raise click.ClickException(f"no dead letter with id {message_id}")
+            letters = [letter]
+    for letter in letters:
+        click.echo(f"replayed {letter.message_id} ({letter.run}) to {letter.original_queue}")
+
+
+@dlq.command("purge")
+@click.confirmation_option(prompt="Delete every dead letter for good?")
+def dlq_purge() -> None:
+    """Delete every dead letter."""
+    from autoreduce.messages import DEAD_LETTER_QUEUE
+
+    with _dlq_transport() as transport:
+        count = transport.purge(DEAD_LETTER_QUEUE)
+    click.echo(f"purged {count} dead letter(s)")
 
 
 if __name__ == "__main__":

@@ -116,6 +116,7 @@ def _write_config(
             'lastruns = "{root}/NDX{instrument}/logs/lastruns.txt"',
             'data = "{root}/NDX{instrument}/data/cycle_*/{instrument}{run_number:08d}.nxs"',
             f"timeout_s = {table.get('timeout_s', 120)}",
+            f"memory_mb = {table.get('memory_mb', 2048)}",
         ]
         if table.get("variables"):
             lines += [f"[instruments.{name}.variables]"]

@@ -67,19 +67,32 @@ def test_a_malformed_lastruns_line_is_ignored_and_the_next_good_one_processed(
     assert facility.wait_final("MARI", 1)["status"] == "Completed"
 
 
-def test_a_crashing_plugin_costs_only_its_run_and_the_next_run_completes(
+FAULTS = {
+    "RAISE": ("raise", "plugin raised RuntimeError: noop was asked to fail"),
+    "HANG": ("hang", "plugin exceeded its 3 s time limit"),
+    "MEMORY": ("memory", "plugin exceeded its memory limit of 300 MB"),
+    "SEGV": ("segfault", "reduction process died from signal SIGSEGV (segmentation fault)"),
+    "EXIT": ("exit", "reduction process exited with status 3 before writing its result"),
+}
+
+
+def test_each_plugin_fault_costs_only_its_run_and_the_next_run_completes(
     facility_factory: Any,
 ) -> None:
-    facility = facility_factory(
-        {"CRASH": {"plugin": "noop", "variables": {"fault": "segfault"}}, "MARI": NOOP}
-    )
+    faulty = {
+        name: {"plugin": "noop", "variables": {"fault": fault}, "timeout_s": 3, "memory_mb": 300}
+        for name, (fault, _) in FAULTS.items()
+    }
+    facility = facility_factory({**faulty, "MARI": NOOP})
 
-    facility.play("CRASH", 1)
+    for name in FAULTS:
+        facility.play(name, 1)
     facility.play("MARI", 1)
 
-    crashed = facility.wait_final("CRASH", 1)
-    assert crashed["status"] == "Error"
-    assert crashed["message"] == "reduction process died from signal SIGSEGV (segmentation fault)"
+    for name, (_, reason) in FAULTS.items():
+        failed = facility.wait_final(name, 1)
+        assert (failed["status"], failed["message"]) == ("Error", reason)
+        assert [o["kind"] for o in failed["outputs"]] == ["log"]
     assert facility.wait_final("MARI", 1)["status"] == "Completed"
 
 

@@ -1,0 +1,81 @@
+"""The dead-letter queue as an operator sees it: list, show, replay, purge.
+
+Works through the transport verbs (browse, take, send, ack, purge), so the same commands serve
+the SQL queue and the STOMP brokers. A replay puts the message back on the queue it came from;
+the processor then treats it like any delivery: a run already in a final state stays there (to
+reduce it again, submit a re-run, which makes a new version).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from autoreduce.messages import DEAD_LETTER_QUEUE, PENDING_QUEUE
+from autoreduce.transport import Delivery, Transport
+
+REASON_HEADER = "x-dead-letter-reason"
+ORIGIN_HEADER = "x-original-queue"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message_id: str
+    run: str  # "GEM 123 v0", or "?" when the body is not a run message
+    reason: str
+    original_queue: str
+    body: str
+    headers: dict[str, str]
+
+
+def _describe_run(body: str) -> str:
+    try:
+        fields = json.loads(body)
+        return f"{fields['instrument']} {fields['run_number']} v{fields['run_version']}"
+    except (ValueError, KeyError, TypeError):
+        return "?"
+
+
+def _dead_letter(delivery: Delivery) -> DeadLetter:
+    return DeadLetter(
+        message_id=delivery.message_id,
+        run=_describe_run(delivery.body),
+        reason=delivery.headers.get(REASON_HEADER, ""),
+        original_queue=delivery.headers.get(ORIGIN_HEADER, PENDING_QUEUE),
+        body=delivery.body,
+        headers=dict(delivery.headers),
+    )
+
+
+def list_dead_letters(transport: Transport, limit: int = 100) -> list[DeadLetter]:
+    return [_dead_letter(d) for d in transport.browse(DEAD_LETTER_QUEUE, limit)]
+
+
+def find_dead_letter(transport: Transport, message_id: str) -> DeadLetter | None:
+    for delivery in transport.browse(DEAD_LETTER_QUEUE, limit=10_000):
+        if delivery.message_id == message_id:
+            return _dead_letter(delivery)
+    return None
+
+
+def replay(transport: Transport, message_id: str) -> DeadLetter | None:
+    """Move one dead letter back to its original queue; None if there is no such message."""
+    delivery = transport.take(DEAD_LETTER_QUEUE, message_id)
+    if delivery is None:
+        return None
+    letter = _dead_letter(delivery)
+    headers = {k: v for k, v in delivery.headers.items() if k not in (REASON_HEADER, ORIGIN_HEADER)}
+    headers["x-replayed-from-dlq"] = "true"
+    transport.send(letter.original_queue, delivery.body, headers)
+    transport.ack(delivery)
+    return letter
+
+
+def replay_all(transport: Transport, limit: int = 10_000) -> list[DeadLetter]:
+    """Replay every dead letter there is now (at most ``limit``)."""
+    replayed = []
+    for letter in list_dead_letters(transport, limit):
+        moved = replay(transport, letter.message_id)
+        if moved is not None:
+            replayed.append(moved)
+    return replayed
