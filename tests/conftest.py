@@ -34,7 +34,7 @@ def _no_stray_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def fresh_mysql_database() -> Iterator[str]:
     """A new, empty MariaDB database for one test; its URL."""
     name = f"autoreduce_test_{uuid.uuid4().hex[:12]}"
-    server = create_engine(MYSQL_SERVER, isolation_level="AUTOCOMMIT")
+    server = create_engine(MYSQL_SERVER, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with server.connect() as connection:
         connection.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
     try:
