@@ -58,11 +58,30 @@ class Settings(BaseSettings):
     outputs: Path | None = Field(None, description="Outputs root; default data_dir/outputs.")
     api_url: str = Field("http://127.0.0.1:8000", description="Where the detector posts runs.")
     api_token: str = Field("", description="Bearer token the detector sends (detector role).")
-    max_attempts: int = Field(3, ge=1, description="Deliveries of one run before it is Error.")
+    max_attempts: int = Field(
+        3, ge=1, description="Attempts at one run (processor deaths, crashes) before it is Error."
+    )
+    retry_delay_s: float = Field(
+        5.0, ge=0, description="A run whose reduction process crashed is retried after this long."
+    )
     visibility_timeout_s: float = Field(
         60.0, gt=0, description="SQL queue: a claimed message returns after this long unrenewed."
     )
     poll_interval_s: float = Field(0.1, gt=0, description="SQL queue: idle wait between claims.")
+    stomp_heartbeat_ms: int = Field(
+        10_000,
+        ge=0,
+        description="STOMP: heart-beat period offered to the broker, in ms (0: none); "
+        "the URL's `?heartbeat_ms=` wins.",
+    )
+    stomp_receipt_timeout_s: float = Field(
+        10.0, gt=0, description="STOMP: how long a send, ack or subscribe waits for its receipt."
+    )
+    stomp_reconnect_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="STOMP: how long a verb keeps reconnecting (backoff up to 5 s), then fails.",
+    )
     heartbeat_interval_s: float = Field(5.0, gt=0, description="Processor heartbeat period.")
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="On SIGTERM a processor waits this long for the run in hand."

@@ -1,44 +1,248 @@
 #!/usr/bin/env bash
 # Start (or stop) the services autoreduce's tests need, idempotently.
-# Today: MariaDB on 127.0.0.1:3306. Each daemon this script starts is recorded by PID in
-# .services/ and `stop` stops only those.
+#   scripts/services.sh start [mariadb|activemq|rabbitmq ...]   (default: all three)
+#   scripts/services.sh stop | status
+# - MariaDB on 127.0.0.1:3306 (started only if the machine does not run it already).
+# - ActiveMQ (Debian package) as the project's own instance in $STATE_DIR/activemq, STOMP on
+#   127.0.0.1:61613; its broker jar runs in the background and its PID is recorded.
+# - RabbitMQ's STOMP plugin on 127.0.0.1:61614 (the machine runs RabbitMQ; 61613 is ActiveMQ's).
+# Each daemon this script starts is recorded by PID in $STATE_DIR and `stop` stops only those
+# (never the machine's own RabbitMQ or MariaDB). A second `start` changes nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE_DIR=${AUTOREDUCE_SERVICES_DIR:-$PWD/.services}
 mkdir -p "$STATE_DIR"
 
+ACTIVEMQ_HOME=/usr/share/activemq
+ACTIVEMQ_TEMPLATE=/etc/activemq/instances-available/main/activemq.xml
+ACTIVEMQ_BASE=$STATE_DIR/activemq
+ACTIVEMQ_STOMP_PORT=61613
+RABBITMQ_CONF=/etc/rabbitmq/rabbitmq.conf
+RABBITMQ_STOMP_PORT=61614
+
 log() { printf 'services: %s\n' "$*" >&2; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-wait_for_port() {  # port, name, seconds
+wait_for_port() {  # port, name, seconds[, pid that must stay alive]
   local deadline=$((SECONDS + $3))
   until port_open "$1"; do
+    if [ -n "${4:-}" ] && ! kill -0 "$4" 2>/dev/null; then
+      log "$2 (pid $4) exited before opening port $1"; return 1
+    fi
     if ((SECONDS > deadline)); then log "$2 did not open port $1 within $3 s"; return 1; fi
     sleep 0.2
   done
 }
 
+APT_UPDATED=0
+apt_install() {  # packages...
+  if ((APT_UPDATED == 0)); then apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+running_pid() {  # name: the recorded PID if that service still runs under it, else nothing
+  local file="$STATE_DIR/$1.pid"
+  [ -f "$file" ] || return 1
+  local pid; pid=$(cat "$file")
+  kill -0 "$pid" 2>/dev/null || return 1
+  case "$1" in  # a PID recycled by an unrelated process is not ours
+    activemq) grep -qa 'activemq.jar' "/proc/$pid/cmdline" || return 1 ;;
+    mariadb) grep -qa 'mariadbd' "/proc/$pid/cmdline" || return 1 ;;
+  esac
+  echo "$pid"
+}
+
+# --- MariaDB ------------------------------------------------------------------------------------
 start_mariadb() {
   if port_open 3306; then log "MariaDB already answers on 3306"; return; fi
   command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || {
-    log "installing MariaDB"; apt-get update -qq && apt-get install -y -qq mariadb-server >/dev/null; }
+    log "installing MariaDB"; apt_install mariadb-server; }
   log "starting MariaDB"
   start-stop-daemon --start --oknodo --background --make-pidfile \
     --pidfile "$STATE_DIR/mariadb.pid" --exec /usr/sbin/mariadbd
   wait_for_port 3306 MariaDB 60
 }
 
-stop_pidfile() {
+# --- ActiveMQ -----------------------------------------------------------------------------------
+activemq_log4j() {
+  cat <<EOF
+# log4j 1.2: the Debian build of ActiveMQ reads this, not log4j2.properties.
+log4j.rootLogger=INFO, logfile
+log4j.logger.org.apache.activemq.spring=WARN
+log4j.logger.org.apache.activemq.web.handler=WARN
+log4j.logger.org.springframework=WARN
+log4j.logger.org.apache.xbean=WARN
+log4j.appender.logfile=org.apache.log4j.RollingFileAppender
+log4j.appender.logfile.file=$ACTIVEMQ_BASE/log/activemq.log
+log4j.appender.logfile.maxFileSize=10MB
+log4j.appender.logfile.maxBackupIndex=2
+log4j.appender.logfile.append=true
+log4j.appender.logfile.layout=org.apache.log4j.PatternLayout
+log4j.appender.logfile.layout.ConversionPattern=%d | %-5p | %m | %c | %t%n
+EOF
+}
+
+activemq_xml() {
+  # The Debian template plus: the scheduler (AMQ_SCHEDULED_DELAY, for delayed release) and a STOMP
+  # connector on loopback. closeAsync=false closes a dead STOMP socket at once, so its unacked
+  # messages go back to the queue immediately; tcpNoDelay=true: without it Nagle holds each
+  # MESSAGE frame behind the previous RECEIPT for the client's delayed ACK (≈ 40 ms a message).
+  sed -e 's|<broker |<broker schedulerSupport="true" |' \
+    -e "s|</transportConnectors>|    <transportConnector name=\"stomp\" uri=\"stomp://127.0.0.1:$ACTIVEMQ_STOMP_PORT?transport.closeAsync=false\&amp;transport.tcpNoDelay=true\"/>\n        </transportConnectors>|" \
+    "$ACTIVEMQ_TEMPLATE"
+}
+
+write_if_changed() {  # file: stdin replaces it only when different; returns 0 if it changed
+  local tmp; tmp=$(mktemp)
+  cat >"$tmp"
+  if [ -f "$1" ] && cmp -s "$tmp" "$1"; then rm -f "$tmp"; return 1; fi
+  mv "$tmp" "$1"; chmod 644 "$1"
+}
+
+build_activemq_instance() {  # returns 0 when the configuration changed
+  local changed=1
+  mkdir -p "$ACTIVEMQ_BASE"/{conf,data,tmp,log}
+  if activemq_xml | write_if_changed "$ACTIVEMQ_BASE/conf/activemq.xml"; then
+    log "wrote $ACTIVEMQ_BASE/conf/activemq.xml"; changed=0
+  fi
+  if activemq_log4j | write_if_changed "$ACTIVEMQ_BASE/conf/log4j.properties"; then changed=0; fi
+  grep -q "name=\"stomp\"" "$ACTIVEMQ_BASE/conf/activemq.xml" || {
+    log "could not add the STOMP connector to $ACTIVEMQ_BASE/conf/activemq.xml"; exit 1; }
+  return $changed
+}
+
+start_activemq() {
+  local pid=""
+  [ -f "$ACTIVEMQ_HOME/bin/activemq.jar" ] || { log "installing ActiveMQ"; apt_install activemq; }
+  if build_activemq_instance && running_pid activemq >/dev/null; then
+    log "ActiveMQ's configuration changed: restarting it"
+    stop_pidfile activemq
+  fi
+  if pid=$(running_pid activemq) && port_open $ACTIVEMQ_STOMP_PORT; then
+    log "ActiveMQ already runs (pid $pid, STOMP on $ACTIVEMQ_STOMP_PORT)"; return
+  fi
+  if [ -z "$pid" ] && port_open $ACTIVEMQ_STOMP_PORT; then
+    log "port $ACTIVEMQ_STOMP_PORT is taken by a process this script did not start"; return 1
+  fi
+  if [ -z "$pid" ]; then
+    log "starting ActiveMQ (instance $ACTIVEMQ_BASE)"
+    # The broker jar itself, not the Debian wrapper (which overrides the base directory and hides
+    # output). setsid: the broker outlives this shell and its caller's process group.
+    setsid java -Xms64M -Xmx256M \
+      --add-opens=java.base/java.lang=ALL-UNNAMED \
+      --add-opens=java.base/java.util=ALL-UNNAMED \
+      --add-opens=java.base/java.util.concurrent=ALL-UNNAMED \
+      --add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED \
+      --add-opens=java.base/java.net=ALL-UNNAMED \
+      --add-opens=java.base/java.security=ALL-UNNAMED \
+      --add-opens=java.naming/javax.naming.spi=ALL-UNNAMED \
+      --add-opens=java.rmi/sun.rmi.transport.tcp=ALL-UNNAMED \
+      --add-reads=java.xml=java.logging \
+      -Djava.io.tmpdir="$ACTIVEMQ_BASE/tmp" \
+      -Dlog4j.configuration="file:$ACTIVEMQ_BASE/conf/log4j.properties" \
+      -Dactivemq.classpath="$ACTIVEMQ_BASE/conf" \
+      -Dactivemq.home="$ACTIVEMQ_HOME" \
+      -Dactivemq.base="$ACTIVEMQ_BASE" \
+      -Dactivemq.conf="$ACTIVEMQ_BASE/conf" \
+      -Dactivemq.data="$ACTIVEMQ_BASE/data" \
+      -jar "$ACTIVEMQ_HOME/bin/activemq.jar" start "xbean:file:$ACTIVEMQ_BASE/conf/activemq.xml" \
+      </dev/null >>"$ACTIVEMQ_BASE/log/stdout.log" 2>&1 &
+    pid=$!
+    echo "$pid" >"$STATE_DIR/activemq.pid"
+  fi
+  wait_for_port $ACTIVEMQ_STOMP_PORT ActiveMQ 90 "$pid" || {
+    tail -n 20 "$ACTIVEMQ_BASE/log/stdout.log" >&2; return 1; }
+  log "ActiveMQ runs (pid $pid, STOMP on 127.0.0.1:$ACTIVEMQ_STOMP_PORT)"
+}
+
+# --- RabbitMQ's STOMP plugin --------------------------------------------------------------------
+start_rabbitmq() {
+  local changed=0
+  command -v rabbitmq-server >/dev/null || {
+    log "installing RabbitMQ"; apt_install rabbitmq-server; changed=1; }
+  if ! grep -qs '^stomp\.listeners\.tcp\.1' "$RABBITMQ_CONF"; then
+    log "adding the STOMP listener 127.0.0.1:$RABBITMQ_STOMP_PORT to $RABBITMQ_CONF"
+    echo "stomp.listeners.tcp.1 = 127.0.0.1:$RABBITMQ_STOMP_PORT" >>"$RABBITMQ_CONF"
+    changed=1
+  fi
+  if ! grep -qs 'rabbitmq_stomp' /etc/rabbitmq/enabled_plugins; then
+    log "enabling rabbitmq_stomp"
+    rabbitmq-plugins enable --offline rabbitmq_stomp >/dev/null
+    changed=1
+  fi
+  if ((changed == 0)) && port_open $RABBITMQ_STOMP_PORT; then
+    log "RabbitMQ STOMP already answers on $RABBITMQ_STOMP_PORT"; return
+  fi
+  if port_open 5672; then
+    log "restarting RabbitMQ to load its STOMP listener"
+    rabbitmqctl stop >/dev/null 2>&1 || true
+    local deadline=$((SECONDS + 30))
+    while port_open 5672 && ((SECONDS < deadline)); do sleep 0.2; done
+  else
+    log "starting RabbitMQ"
+  fi
+  rabbitmq-server -detached
+  # await_startup fails at once while the node is not yet reachable: retry until it answers.
+  local deadline=$((SECONDS + 60))
+  until rabbitmqctl await_startup --timeout 60 >/dev/null 2>&1; do
+    if ((SECONDS > deadline)); then log "RabbitMQ did not start within 60 s"; return 1; fi
+    sleep 0.5
+  done
+  wait_for_port $RABBITMQ_STOMP_PORT "RabbitMQ STOMP" 30
+  log "RabbitMQ STOMP answers on 127.0.0.1:$RABBITMQ_STOMP_PORT"
+}
+
+# --- stop / status ------------------------------------------------------------------------------
+stop_pidfile() {  # name: TERM the recorded process and wait for it to exit
   local file="$STATE_DIR/$1.pid"
   [ -f "$file" ] || return 0
-  local pid; pid=$(cat "$file")
-  if kill -0 "$pid" 2>/dev/null; then log "stopping $1 (pid $pid)"; kill -TERM "$pid"; fi
+  local pid
+  if pid=$(running_pid "$1"); then
+    log "stopping $1 (pid $pid)"
+    kill -TERM "$pid"
+    local deadline=$((SECONDS + 30))
+    while kill -0 "$pid" 2>/dev/null; do
+      if ((SECONDS > deadline)); then log "$1 (pid $pid) ignored TERM; killing it"; kill -KILL "$pid"; fi
+      sleep 0.1
+    done
+  fi
   rm -f "$file"
 }
 
-case "${1:-start}" in
-  start) start_mariadb ;;
-  stop) stop_pidfile mariadb ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+status_line() {  # name, port
+  local pid state="down" owner="machine"
+  port_open "$2" && state="up"
+  if pid=$(running_pid "$1"); then owner="pid $pid"; fi
+  printf '%-9s 127.0.0.1:%-5s %-4s %s\n' "$1" "$2" "$state" "$owner"
+}
+
+status() {
+  status_line mariadb 3306
+  status_line activemq $ACTIVEMQ_STOMP_PORT
+  status_line rabbitmq $RABBITMQ_STOMP_PORT
+}
+
+start() {  # services...; all of them when none is named
+  if (($# == 0)); then set -- mariadb activemq rabbitmq; fi
+  local service
+  for service in "$@"; do
+    case "$service" in
+      mariadb) start_mariadb ;;
+      activemq) start_activemq ;;
+      rabbitmq) start_rabbitmq ;;
+      *) log "unknown service $service (mariadb, activemq, rabbitmq)"; exit 2 ;;
+    esac
+  done
+}
+
+command=${1:-start}
+shift || true
+case "$command" in
+  start) start "$@" ;;
+  stop)
+    if (($# == 0)); then set -- activemq mariadb; fi
+    for service in "$@"; do stop_pidfile "$service"; done ;;
+  status) status ;;
+  *) echo "usage: $0 start [mariadb|activemq|rabbitmq ...] | stop [service ...] | status" >&2; exit 2 ;;
 esac

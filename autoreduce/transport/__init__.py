@@ -23,10 +23,20 @@ def open_transport(settings: Settings, *, consumer: str = "") -> Transport:
             visibility_timeout_s=settings.visibility_timeout_s,
             poll_interval_s=settings.poll_interval_s,
         )
-    if scheme in ("stomp", "stomp+ssl"):
+    if scheme == "stomp":
+        from autoreduce.transport.stomp import StompTransport
+
+        return StompTransport(
+            broker_url,
+            consumer=consumer,
+            heartbeat_ms=settings.stomp_heartbeat_ms,
+            receipt_timeout_s=settings.stomp_receipt_timeout_s,
+            reconnect_timeout_s=settings.stomp_reconnect_timeout_s,
+        )
+    if scheme == "stomp+ssl":
         raise TransportError(
-            "the STOMP transport (ActiveMQ, RabbitMQ) is not built yet; "
-            "use AUTOREDUCE_BROKER_URL=sql:// (the embedded queue table)"
+            "stomp+ssl:// (STOMP over TLS) is not supported yet: use stomp:// on a trusted "
+            "network, or reach the broker through a TLS tunnel (stunnel, ssh -L)"
         )
     raise TransportError(f"unknown broker URL scheme {scheme!r}: use sql:// or stomp://")
 
