@@ -58,10 +58,11 @@ def claim_run(
         if status.is_final:
             return Claim(Decision.DROP, f"run already {status}")
         if run.attempts >= max_attempts:
-            reason = (
-                f"gave up after {run.attempts} attempts: the processor reducing it "
-                f"({run.processor or 'unknown'}) stopped without recording a result each time"
+            last = run.message or (
+                f"the processor reducing it ({run.processor or 'unknown'}) stopped without "
+                "recording a result"
             )
+            reason = f"gave up after {run.attempts} attempts: {last}"
             moved = transition(
                 session, run.id, status, RunStatus.ERROR, message=reason, finished_at=utcnow()
             )

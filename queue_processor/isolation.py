@@ -15,6 +15,7 @@ import faulthandler
 import json
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
@@ -31,7 +32,8 @@ from autoreduce.plugin_manager import Plugins
 LOG_NAME = "reduction.log"
 RESULT_NAME = "result.json"
 KILL_GRACE_S = 5.0
-WATCH_INTERVAL_S = 0.05
+WATCH_INTERVAL_S = 0.05  # how often the time limit and shutdown are checked
+RSS_INTERVAL_S = 0.25  # how often the group's RSS is sampled: each sample scans /proc
 MIB = 1024 * 1024
 PR_SET_PDEATHSIG = 1
 
@@ -56,6 +58,7 @@ class Outcome:
 
     ok: bool
     reason: str = ""
+    retryable: bool = False  # the process crashed without a verdict: may be the machine's fault
     summary: str = ""
     files: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
@@ -178,6 +181,13 @@ def _kill_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
+def _rss_mb(process: psutil.Process) -> float:
+    try:
+        return float(process.memory_info().rss) / MIB
+    except psutil.Error:
+        return 0.0
+
+
 def _group_rss_mb(process: psutil.Process) -> float:
     try:
         members = [process, *process.children(recursive=True)]
@@ -213,14 +223,21 @@ def run_isolated(
     child.start()
     assert child.pid is not None
     watched = psutil.Process(child.pid)
-    # The rlimit caps address space; this catches resident growth the cap might not.
-    rss_limit_mb = _group_rss_mb(watched) + job.memory_mb
+    # The rlimit caps address space; this catches resident growth the cap might not. The child
+    # has no children of its own yet, so its RSS alone is the group's (no scan of /proc).
+    rss_limit_mb = _rss_mb(watched) + job.memory_mb
     peak_rss_mb = 0.0
     reason = ""
-    while child.is_alive():
-        child.join(WATCH_INTERVAL_S)
-        peak_rss_mb = max(peak_rss_mb, _group_rss_mb(watched))
-        if time.monotonic() - started > job.timeout_s:
+    next_sample_at = started + RSS_INTERVAL_S
+    # Wakes the moment the child exits, else every WATCH_INTERVAL_S for the checks below.
+    while not multiprocessing.connection.wait([child.sentinel], WATCH_INTERVAL_S):
+        if not child.is_alive():  # exited; a grandchild it forked still holds the sentinel open
+            break
+        now = time.monotonic()
+        if now >= next_sample_at:
+            peak_rss_mb = max(peak_rss_mb, _group_rss_mb(watched))
+            next_sample_at = now + RSS_INTERVAL_S
+        if now - started > job.timeout_s:
             reason = f"plugin exceeded its {job.timeout_s:g} s time limit"
         elif peak_rss_mb > rss_limit_mb:
             reason = f"plugin exceeded its memory limit of {job.memory_mb} MB"
@@ -251,7 +268,7 @@ def _read_outcome(work_dir: Path, exitcode: int | None, reason: str) -> Outcome:
     try:
         payload = json.loads((work_dir / RESULT_NAME).read_text())
     except (OSError, ValueError):
-        return Outcome(ok=False, reason=_describe_exit(exitcode))
+        return Outcome(ok=False, reason=_describe_exit(exitcode), retryable=True)
     if not payload.get("ok"):
         return Outcome(ok=False, reason=str(payload.get("reason") or "plugin failed"))
     return Outcome(

@@ -90,8 +90,7 @@ def record_outcome(
         "output_dir": str(output_dir),
         "summary": outcome.summary[:1000],
     }
-    if not outcome.ok:
-        values["message"] = outcome.reason
+    values["message"] = "" if outcome.ok else outcome.reason  # clears an earlier crash
     status = RunStatus.COMPLETED if outcome.ok else RunStatus.ERROR
     outputs = _output_rows(run_id, output_dir, outcome)
     return _finish_held(database, run_id, attempt, status, outputs, **values)
@@ -102,6 +101,19 @@ def record_without_reduction(
 ) -> bool:
     """Finish a held run that is not reduced (Skipped, or Error before the child started)."""
     return _finish_held(database, run_id, attempt, status, message=reason, finished_at=utcnow())
+
+
+def requeue_for_retry(database: Database, *, run_id: int, attempt: int, reason: str) -> bool:
+    """Put a held run back in the queue after a failed attempt; the attempt counts."""
+    return _finish_held(
+        database,
+        run_id,
+        attempt,
+        RunStatus.QUEUED,
+        message=reason,
+        processor="",
+        started_at=None,
+    )
 
 
 def release_run(database: Database, *, run_id: int, attempt: int) -> bool:

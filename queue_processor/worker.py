@@ -7,6 +7,7 @@ message unacked; the broker delivers it again and the run is taken over (attempt
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import shutil
@@ -14,6 +15,7 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from autoreduce.db import Database
@@ -31,12 +33,36 @@ from queue_processor.record import (
     record_outcome,
     record_without_reduction,
     release_run,
+    requeue_for_retry,
     work_dir_for,
 )
 
 logger = logging.getLogger("autoreduce.process")
 RECEIVE_WAIT_S = 1.0
 ERROR_BACKOFF_S = 1.0
+
+
+class Settle(enum.Enum):
+    """What becomes of a run's message once the processor is done with it."""
+
+    ACK = "ack"  # the run reached a final state
+    DEAD_LETTER = "dead-letter"  # final, but out of attempts: the message goes to the DLQ
+    RETRY = "retry"  # the reduction process crashed: the run waits for another attempt
+    RELEASE = "release"  # the processor is stopping: the run goes back untouched
+
+    def describe(self, status: RunStatus) -> str:
+        return {
+            Settle.RETRY: "crashed; queued for another attempt",
+            Settle.RELEASE: "released on shutdown",
+        }.get(self, str(status))
+
+
+@dataclass
+class Verdict:
+    status: RunStatus
+    settle: Settle
+    reason: str = ""
+    outcome: Outcome | None = None
 
 
 def new_processor_id() -> str:
@@ -138,29 +164,31 @@ class QueueProcessor:
         assert run is not None
         self.heartbeat.holding(run.id, delivery)
         try:
-            status, outcome, reason = self._reduce_held(run, claim.attempt)
+            verdict = self._reduce_held(run, claim.attempt)
         finally:
             self.heartbeat.holding(None)
-        if status is RunStatus.QUEUED:
+        if verdict.settle is Settle.RELEASE:
             release_run(self.database, run_id=run.id, attempt=claim.attempt)
             self.transport.release(delivery)
-            logger.info("%s: released on shutdown", _label(run))
-            return
-        self.transport.ack(delivery)
+        elif verdict.settle is Settle.RETRY:
+            self.transport.release(delivery, delay_s=self.settings.retry_delay_s)
+        elif verdict.settle is Settle.DEAD_LETTER:
+            self.transport.dead_letter(delivery, verdict.reason)
+        else:
+            self.transport.ack(delivery)
         logger.info(
             "%s: %s%s (attempt %s, %.2f s)",
             _label(run),
-            status,
-            f" — {reason}" if reason else "",
+            verdict.settle.describe(verdict.status),
+            f" — {verdict.reason}" if verdict.reason else "",
             claim.attempt,
-            outcome.wall_s if outcome else 0.0,
+            verdict.outcome.wall_s if verdict.outcome else 0.0,
         )
-        self._notify(run, status, outcome)
+        if verdict.status.is_final:
+            self._notify(run, verdict.status, verdict.outcome)
 
-    def _reduce_held(
-        self, run: ReductionRun, attempt: int
-    ) -> tuple[RunStatus, Outcome | None, str]:
-        """Reduce a run this processor holds; its final status, outcome and reason."""
+    def _reduce_held(self, run: ReductionRun, attempt: int) -> Verdict:
+        """Reduce a run this processor holds; how it ended and what to do with its message."""
         config = self.settings.instruments.get(run.instrument)
         if config is None:
             reason = (
@@ -192,22 +220,36 @@ class QueueProcessor:
         outcome = run_isolated(job, self.plugins, should_abandon=self._grace_over)
         if self._stop.is_set() and outcome.reason.startswith("abandoned"):
             shutil.rmtree(job.work_dir, ignore_errors=True)
-            return RunStatus.QUEUED, outcome, outcome.reason
-        move_into_place(job.work_dir, output_dir)
+            return Verdict(RunStatus.QUEUED, Settle.RELEASE, outcome.reason, outcome)
+        move_into_place(job.work_dir, output_dir)  # even a crash's log is worth reading
+        return self._record(run, attempt, output_dir, outcome)
+
+    def _record(
+        self, run: ReductionRun, attempt: int, output_dir: Path, outcome: Outcome
+    ) -> Verdict:
+        settle = Settle.ACK
+        if outcome.retryable:
+            if attempt < self.settings.max_attempts:
+                requeue_for_retry(
+                    self.database, run_id=run.id, attempt=attempt, reason=outcome.reason
+                )
+                return Verdict(RunStatus.QUEUED, Settle.RETRY, outcome.reason, outcome)
+            outcome.reason = f"gave up after {attempt} attempts: {outcome.reason}"
+            settle = Settle.DEAD_LETTER
         if not record_outcome(
             self.database, run_id=run.id, attempt=attempt, output_dir=output_dir, outcome=outcome
         ):
             logger.warning("%s: another processor took the run over; result discarded", _label(run))
         status = RunStatus.COMPLETED if outcome.ok else RunStatus.ERROR
-        return status, outcome, outcome.reason
+        return Verdict(status, settle, outcome.reason, outcome)
 
     def _finish_early(
         self, run: ReductionRun, attempt: int, status: RunStatus, reason: str
-    ) -> tuple[RunStatus, Outcome | None, str]:
+    ) -> Verdict:
         record_without_reduction(
             self.database, run_id=run.id, attempt=attempt, status=status, reason=reason
         )
-        return status, None, reason
+        return Verdict(status, Settle.ACK, reason)
 
     def _grace_over(self) -> bool:
         if not self._stop.is_set():

@@ -71,8 +71,15 @@ FAULTS = {
     "RAISE": ("raise", "plugin raised RuntimeError: noop was asked to fail"),
     "HANG": ("hang", "plugin exceeded its 3 s time limit"),
     "MEMORY": ("memory", "plugin exceeded its memory limit of 300 MB"),
-    "SEGV": ("segfault", "reduction process died from signal SIGSEGV (segmentation fault)"),
-    "EXIT": ("exit", "reduction process exited with status 3 before writing its result"),
+    "SEGV": (
+        "segfault",
+        "gave up after 3 attempts: reduction process died from signal SIGSEGV (segmentation fault)",
+    ),
+    "EXIT": (
+        "exit",
+        "gave up after 3 attempts: reduction process exited with status 3 before writing its "
+        "result",
+    ),
 }
 
 
@@ -83,7 +90,7 @@ def test_each_plugin_fault_costs_only_its_run_and_the_next_run_completes(
         name: {"plugin": "noop", "variables": {"fault": fault}, "timeout_s": 3, "memory_mb": 300}
         for name, (fault, _) in FAULTS.items()
     }
-    facility = facility_factory({**faulty, "MARI": NOOP})
+    facility = facility_factory({**faulty, "MARI": NOOP}, settings={"retry_delay_s": 0.2})
 
     for name in FAULTS:
         facility.play(name, 1)

@@ -31,7 +31,7 @@ def settings(make_settings: Callable[..., Settings], database: Database) -> Sett
         "timeout_s": 2,
         "memory_mb": 256,
     }
-    return make_settings(GEM=noop, database_url=database.url, shutdown_grace_s=0)
+    return make_settings(GEM=noop, database_url=database.url, shutdown_grace_s=0, retry_delay_s=0)
 
 
 @pytest.fixture
@@ -136,11 +136,9 @@ def test_noop_run_completes_with_its_outputs_in_place_and_the_message_acked(
         ("raise", "plugin raised RuntimeError: noop was asked to fail"),
         ("hang", "plugin exceeded its 2 s time limit"),
         ("memory", "plugin exceeded its memory limit of 256 MB"),
-        ("segfault", "reduction process died from signal SIGSEGV (segmentation fault)"),
-        ("exit", "reduction process exited with status 3 before writing its result"),
     ],
 )
-def test_a_faulty_plugin_costs_only_its_own_run(
+def test_a_failing_plugin_costs_only_its_own_run_at_once(
     processor: QueueProcessor,
     submit: Callable[..., ReductionRun],
     database: Database,
@@ -154,9 +152,52 @@ def test_a_faulty_plugin_costs_only_its_own_run(
     processor.process_next(wait_s=5)
 
     failed = reload(database, bad)
-    assert (failed.status, failed.message) == (RunStatus.ERROR, reason)
+    assert (failed.status, failed.message, failed.attempts) == (RunStatus.ERROR, reason, 1)
     assert [o.kind for o in failed.outputs] == ["log"]
     assert reload(database, good).status == RunStatus.COMPLETED
+    assert queue_rows(database, PENDING_QUEUE) == []
+    assert queue_rows(database, DEAD_LETTER_QUEUE) == []
+
+
+def reduce_until_final(
+    processor: QueueProcessor, database: Database, run: ReductionRun
+) -> ReductionRun:
+    """Let the processor handle messages until ``run`` reaches a final state."""
+
+    def final() -> ReductionRun | None:
+        processor.process_next(wait_s=1)
+        current = reload(database, run)
+        return current if RunStatus(current.status).is_final else None
+
+    result: ReductionRun = wait_for(final, timeout_s=60, interval_s=0)
+    return result
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("segfault", "reduction process died from signal SIGSEGV (segmentation fault)"),
+        ("exit", "reduction process exited with status 3 before writing its result"),
+    ],
+)
+def test_a_crashing_plugin_is_retried_up_to_max_attempts_then_dead_lettered(
+    processor: QueueProcessor,
+    submit: Callable[..., ReductionRun],
+    database: Database,
+    fault: str,
+    reason: str,
+) -> None:
+    crashing = submit(211, fault=fault)
+    good = submit(212)
+
+    failed = reduce_until_final(processor, database, crashing)
+
+    assert failed.status == RunStatus.ERROR and failed.attempts == 3
+    assert failed.message == f"gave up after 3 attempts: {reason}"
+    assert [o.kind for o in failed.outputs] == ["log"]
+    [dead] = queue_rows(database, DEAD_LETTER_QUEUE)
+    assert dead.headers["x-dead-letter-reason"] == failed.message
+    assert reduce_until_final(processor, database, good).status == RunStatus.COMPLETED
     assert queue_rows(database, PENDING_QUEUE) == []
 
 
@@ -283,9 +324,9 @@ def test_a_segfaulting_plugin_leaves_its_python_stack_in_the_run_log(
 ) -> None:
     run = submit(901, fault="segfault")
 
-    processor.process_next(wait_s=5)
+    crashed = reduce_until_final(processor, database, run)
 
-    log = (Path(reload(database, run).output_dir) / LOG_NAME).read_text()
+    log = (Path(crashed.output_dir) / LOG_NAME).read_text()
     assert "Segmentation fault" in log and "noop.py" in log
 
 
