@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,57 +24,10 @@ from autoreduce.db import Database
 from autoreduce.db.models import QueueMessage, ReductionRun, RunOutput
 from autoreduce.messages import DEAD_LETTER_QUEUE
 from tests.e2e.conftest import Facility, start_facility, stop_facility
+from tests.e2e.services import ACTIVEMQ_URL, restart_activemq, restart_mariadb, start_activemq
 from tests.polling import wait_for
 
 RUNS = 300
-REPO = Path(__file__).resolve().parents[2]
-ACTIVEMQ_URL = "stomp://admin:admin@127.0.0.1:61613"
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def restart_mariadb() -> None:
-    subprocess.run(["mariadb-admin", "-uroot", "-h127.0.0.1", "shutdown"], check=True)
-    wait_for(lambda: not _mariadbd_running(), timeout_s=60, interval_s=0.1)
-    subprocess.run(
-        [
-            "start-stop-daemon",
-            "--start",
-            "--oknodo",
-            "--background",
-            "--exec",
-            "/usr/sbin/mariadbd",
-        ],
-        check=True,
-    )
-    wait_for(lambda: _port_open(3306), timeout_s=60, interval_s=0.1)
-
-
-def _mariadbd_running() -> bool:
-    return any(
-        p.info["name"] == "mariadbd" and p.info["status"] != psutil.STATUS_ZOMBIE
-        for p in psutil.process_iter(["name", "status"])
-    )
-
-
-def restart_activemq() -> None:
-    pid = int((REPO / ".services" / "activemq.pid").read_text())
-    os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not psutil.pid_exists(pid) or _zombie(pid), timeout_s=30)
-    subprocess.run([str(REPO / "scripts" / "services.sh"), "start", "activemq"], check=True)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def kill_a_processor(facility: Facility) -> None:
@@ -147,7 +98,7 @@ def test_300_runs_complete_exactly_once_through_kills_and_restarts(
     broker: str, tmp_path: Path, fresh_mysql_database: str
 ) -> None:
     if broker == "activemq":
-        subprocess.run([str(REPO / "scripts" / "services.sh"), "start", "activemq"], check=True)
+        start_activemq()
     facility = start_facility(
         tmp_path,
         {"CHAOS": {"plugin": "noop", "variables": {"sleep_s": 0.05}}},
