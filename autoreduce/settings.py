@@ -41,6 +41,13 @@ class InstrumentConfig(BaseModel):
         default_factory=dict, description="Instrument-wide defaults overriding the plugin's."
     )
 
+    @field_validator("executor")
+    @classmethod
+    def _executor_built(cls, value: str) -> str:
+        if value == "slurm":
+            raise ValueError("executor 'slurm' is not built yet; use 'local'")
+        return value
+
 
 class Settings(BaseSettings):
     """Every setting, its environment variable (``AUTOREDUCE_<NAME>``) and its default."""
