@@ -6,11 +6,14 @@
 # - ActiveMQ (Debian package) as the project's own instance in $STATE_DIR/activemq, STOMP on
 #   127.0.0.1:61613; its broker jar runs in the background and its PID is recorded.
 # - RabbitMQ's STOMP plugin on 127.0.0.1:61614 (the machine runs RabbitMQ; 61613 is ActiveMQ's).
-# Each daemon this script starts is recorded by PID in $STATE_DIR and `stop` stops only those
+# Each daemon this script starts is recorded by PID in $STATE_DIR (default
+# /var/tmp/autoreduce-services, shared by every checkout) and `stop` stops only those
 # (never the machine's own RabbitMQ or MariaDB). A second `start` changes nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STATE_DIR=${AUTOREDUCE_SERVICES_DIR:-$PWD/.services}
+# Ports are machine-wide, so the state is too: every checkout on this machine (a developer's, a
+# CI clone) shares one ActiveMQ instance and its PID file.
+STATE_DIR=${AUTOREDUCE_SERVICES_DIR:-/var/tmp/autoreduce-services}
 mkdir -p "$STATE_DIR"
 
 ACTIVEMQ_HOME=/usr/share/activemq
@@ -244,5 +247,6 @@ case "$command" in
     if (($# == 0)); then set -- activemq mariadb; fi
     for service in "$@"; do stop_pidfile "$service"; done ;;
   status) status ;;
-  *) echo "usage: $0 start [mariadb|activemq|rabbitmq ...] | stop [service ...] | status" >&2; exit 2 ;;
+  pid) running_pid "${1:?which service}" ;;  # the PID of a service this script started
+  *) echo "usage: $0 start [mariadb|activemq|rabbitmq ...] | stop [service ...] | status | pid SERVICE" >&2; exit 2 ;;
 esac

@@ -53,7 +53,14 @@ def start_activemq() -> None:
 
 
 def stop_activemq(sig: signal.Signals = signal.SIGTERM) -> None:
-    pid = int((REPO / ".services" / "activemq.pid").read_text())
+    pid = int(
+        subprocess.run(
+            [str(REPO / "scripts" / "services.sh"), "pid", "activemq"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     os.kill(pid, sig)
     wait_for(lambda: not psutil.pid_exists(pid) or _zombie(pid), timeout_s=30)
 
