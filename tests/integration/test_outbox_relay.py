@@ -7,41 +7,17 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import make_url, select
 
 from autoreduce.db import Database
 from autoreduce.db.models import Instrument, OutboxMessage
 from autoreduce.messages import PENDING_QUEUE
 from autoreduce.outbox import OutboxRelay
-from autoreduce.transport import Delivery, Transport, TransportError
 from autoreduce.transport.sql import SqlTransport
 from tests.polling import wait_for
+from tests.tcp_proxy import TcpProxy
 
 UNREACHABLE_MYSQL = "mysql+pymysql://root@127.0.0.1:1/autoreduce"
-
-
-class SwitchableOutage(Transport):
-    """A real SQL transport behind a switch that simulates a broker outage (refuses sends)."""
-
-    def __init__(self, inner: SqlTransport) -> None:
-        self.inner = inner
-        self.outage = threading.Event()
-        self.refused = 0
-
-    def _send(self, queue: str, body: str, headers: dict[str, str]) -> None:
-        if self.outage.is_set():
-            self.refused += 1
-            raise TransportError("broker unreachable (simulated outage)")
-        self.inner.send(queue, body, headers)
-
-    def _receive(self, queue: str, timeout_s: float) -> Delivery | None:
-        return self.inner.receive(queue, timeout_s)
-
-    def _ack(self, delivery: Delivery) -> bool:
-        return self.inner.ack(delivery)
-
-    def _release(self, delivery: Delivery, delay_s: float) -> None:
-        self.inner.release(delivery, delay_s)
 
 
 @pytest.fixture
@@ -121,34 +97,41 @@ def test_an_unreachable_broker_raises_and_loses_nothing(database: Database) -> N
     broken.database.dispose()
 
 
-def test_relay_thread_survives_an_outage_then_publishes_everything_once_in_order(
-    database: Database, queue: SqlTransport, caplog: pytest.LogCaptureFixture
+def test_relay_thread_survives_a_broker_outage_then_publishes_everything_once_in_order(
+    database: Database, fresh_mysql_database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    flaky = SwitchableOutage(queue)
-    flaky.outage.set()
+    server = make_url(fresh_mysql_database)
+    proxy = TcpProxy(server.host or "127.0.0.1", server.port or 3306)
+    broker_database = Database(server.set(port=proxy.port).render_as_string(False))
+    broker_database.upgrade()
+    broker = SqlTransport(broker_database.url, consumer="relay", database=broker_database)
+    proxy.cut()  # the broker (a queue table on another server) goes away
     add_messages(database, ("GEM", "g1"), ("WISH", "w1"))
-    relay = OutboxRelay(database, flaky, idle_wait_s=0.05)
+    relay = OutboxRelay(database, broker, idle_wait_s=0.05)
     stop = threading.Event()
     caplog.set_level(logging.WARNING, logger="autoreduce.outbox")
+
+    def warnings() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "autoreduce.outbox"]
+
     thread = relay.start(stop)
     try:
-        wait_for(lambda: flaky.refused >= 3)
+        wait_for(lambda: len(warnings()) >= 3)
         add_messages(database, ("GEM", "g2"))
         assert thread.is_alive()
         assert unsent(database) == ["g1", "w1", "g2"]
 
-        flaky.outage.clear()
+        proxy.restore()
         wait_for(lambda: not unsent(database))
     finally:
         stop.set()
         relay.wake()
         thread.join(10)
+        proxy.close()
 
     assert not thread.is_alive()
-    assert drain(queue) == ["g1", "w1", "g2"]
-    warnings = [r for r in caplog.records if r.name == "autoreduce.outbox"]
-    assert warnings and all(r.exc_info is None for r in warnings)
-    assert all("simulated outage" in r.getMessage() for r in warnings)
+    assert drain(SqlTransport(fresh_mysql_database, consumer="test")) == ["g1", "w1", "g2"]
+    assert all(r.exc_info is None for r in warnings())
 
 
 def test_relay_thread_survives_an_unreachable_database(
