@@ -50,6 +50,16 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+.PHONY: bench
+BENCH_ARGS ?=
+$(VENV)/.bench-installed: $(VENV)/.installed setup.cfg
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
+bench: install $(VENV)/.bench-installed  ## benchmark tables on real services, ~10 min (BENCH_ARGS=--quick: ~2)
+	scripts/services.sh start
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 services:  ## start the services the tests need (idempotent)
 	scripts/services.sh start
 

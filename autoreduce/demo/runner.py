@@ -25,6 +25,7 @@ import requests
 from autoreduce.demo.nexus import write_synthetic_run
 from autoreduce.local import local_supervisor
 from autoreduce.logs import configure_logging
+from autoreduce.polling import WaitTimeout, wait_for
 from autoreduce.settings import Settings, load_settings
 
 CYCLE = "cycle_26_4"
@@ -182,11 +183,10 @@ class Monitor:
 
 
 def _wait_for(condition: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise click.ClickException(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.1)
+    try:
+        wait_for(condition, timeout_s=timeout_s, interval_s=0.1, what=what)
+    except WaitTimeout as error:
+        raise click.ClickException(f"timed out waiting for {what}: {error}") from None
 
 
 def _api_healthy(api_url: str) -> bool:
