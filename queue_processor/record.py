@@ -16,7 +16,7 @@ from pathlib import Path
 from autoreduce.db import Database
 from autoreduce.db.models import RunOutput, RunStatus, utcnow
 from autoreduce.state_machine import transition
-from queue_processor.isolation import LOG_NAME, RESULT_NAME, Outcome
+from queue_processor.isolation import LOG_NAME, Outcome
 
 logger = logging.getLogger("autoreduce.process")
 
@@ -34,7 +34,6 @@ def work_dir_for(output_dir: Path) -> Path:
 
 def move_into_place(work_dir: Path, output_dir: Path) -> None:
     """Replace ``output_dir`` (a stale earlier attempt, if any) with ``work_dir``."""
-    (work_dir / RESULT_NAME).unlink(missing_ok=True)
     if output_dir.exists():
         stale = output_dir.parent / f".{output_dir.name}.stale-{uuid.uuid4().hex[:8]}"
         os.replace(output_dir, stale)

@@ -27,7 +27,7 @@ from autoreduce.settings import Settings
 from autoreduce.transport import Delivery, Transport, open_transport
 from queue_processor.claim import Claim, Decision, claim_run
 from queue_processor.heartbeat import Heartbeat
-from queue_processor.isolation import Outcome, ReductionJob, run_isolated
+from queue_processor.isolation import Outcome, ReductionJob, ReductionLauncher
 from queue_processor.record import (
     move_into_place,
     record_outcome,
@@ -91,6 +91,7 @@ class QueueProcessor:
         self.heartbeat = Heartbeat(
             self.database, self.transport, self.processor_id, settings.heartbeat_interval_s
         )
+        self.launcher = ReductionLauncher(self.plugins)
         self._stop = threading.Event()
         self._stop_seen_at: float | None = None
 
@@ -111,6 +112,7 @@ class QueueProcessor:
             while not self._stop.is_set():
                 self.process_next(RECEIVE_WAIT_S)
         finally:
+            self.launcher.close()
             self.heartbeat.stop()
             self.transport.close()
             logger.info("processor %s stopped", self.processor_id)
@@ -217,7 +219,7 @@ class QueueProcessor:
             timeout_s=config.timeout_s,
             memory_mb=config.memory_mb,
         )
-        outcome = run_isolated(job, self.plugins, should_abandon=self._grace_over)
+        outcome = self.launcher.run(job, should_abandon=self._grace_over)
         if self._stop.is_set() and outcome.reason.startswith("abandoned"):
             shutil.rmtree(job.work_dir, ignore_errors=True)
             return Verdict(RunStatus.QUEUED, Settle.RELEASE, outcome.reason, outcome)

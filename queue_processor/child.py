@@ -1,0 +1,150 @@
+"""What runs inside a reduction's child process, from fork to ``os._exit``.
+
+A child is forked ahead of need (a *ready child*): it puts itself in its own process group, asks
+the kernel to kill it if its processor dies, and waits for a job on a pipe. Given one, it sends
+every byte it writes — fds 1 and 2, Python logging, a crash's Python stack — to
+``reduction.log`` in the run's work directory, caps its address space at what it has plus the
+job's ``memory_mb``, runs the plugin, writes its verdict as one JSON object to the result pipe and
+exits. Nothing here touches the database or the broker.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import json
+import logging
+import os
+import pickle
+import resource
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from autoreduce.plugin import ReductionContext
+from autoreduce.plugin_manager import Plugins
+
+if TYPE_CHECKING:
+    from queue_processor.isolation import ReductionJob
+
+LOG_NAME = "reduction.log"
+MIB = 1024 * 1024
+PR_SET_PDEATHSIG = 1
+EX_SOFTWARE = 70  # the child's own machinery failed; its log says why
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+try:  # loaded once in the processor, so no child pays for it
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
+except OSError:
+    _LIBC = None
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this child if its processor dies, so no orphan reduction runs on."""
+    if _LIBC is not None and hasattr(_LIBC, "prctl"):
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _log_to(log_path: Path) -> logging.Logger:
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    stream = open(2, "w", closefd=False, buffering=1)  # noqa: SIM115 - lives as long as the child
+    sys.stdout = sys.stderr = stream
+    faulthandler.enable(file=stream)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return logging.getLogger("autoreduce.reduction")
+
+
+def _limit_memory(memory_mb: int) -> None:
+    with open("/proc/self/statm") as statm:
+        current_bytes = int(statm.read().split()[0]) * _PAGE_BYTES
+    ceiling = current_bytes + memory_mb * MIB
+    resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
+
+
+def _relative_outputs(paths: list[Path], work_dir: Path, kind: str) -> list[str]:
+    names = []
+    root = work_dir.resolve()
+    for path in paths:
+        resolved = (path if path.is_absolute() else work_dir / path).resolve()
+        if not resolved.is_relative_to(root):
+            raise ValueError(f"plugin returned {kind} {path} outside its output directory")
+        if not resolved.is_file():
+            raise ValueError(f"plugin returned {kind} {path} that does not exist")
+        names.append(str(resolved.relative_to(root)))
+    return names
+
+
+def reduce_job(job: ReductionJob, plugins: Plugins) -> dict[str, object]:
+    """Run the plugin on ``job`` in this (child) process; the verdict as a JSON-able dict."""
+    logger = _log_to(job.work_dir / LOG_NAME)
+    logger.info(
+        "reducing %s run %s v%s with plugin %s, variables %s",
+        job.run.instrument,
+        job.run.run_number,
+        job.run.run_version,
+        job.plugin,
+        json.dumps(job.variables),
+    )
+    _limit_memory(job.memory_mb)
+    context = ReductionContext(
+        run=job.run,
+        variables=dict(job.variables),
+        output_dir=job.work_dir,
+        logger=logger,
+        progress=lambda fraction: logger.info("progress %.0f%%", 100 * fraction),
+    )
+    try:
+        result = plugins.reduce(job.plugin, context)
+        return {
+            "ok": True,
+            "summary": result.summary,
+            "files": _relative_outputs(result.files, job.work_dir, "file"),
+            "plots": _relative_outputs(result.plots, job.work_dir, "plot"),
+        }
+    except MemoryError:
+        logger.exception("the reduction ran out of memory")
+        return {"ok": False, "reason": f"plugin exceeded its memory limit of {job.memory_mb} MB"}
+    except BaseException as error:
+        logger.exception("the reduction failed")
+        return {"ok": False, "reason": f"plugin raised {type(error).__name__}: {error}"}
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def ready_child(plugins: Plugins, job_fd: int, result_fd: int) -> NoReturn:
+    """The body of a forked ready child: wait for a job, reduce it, report, exit."""
+    code = 0
+    try:
+        os.setpgid(0, 0)
+        _die_with_parent()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        job_bytes = _read_all(job_fd)
+        os.close(job_fd)
+        if job_bytes:  # no bytes: the processor closed the pipe, there is no job
+            payload = reduce_job(pickle.loads(job_bytes), plugins)
+            verdict = memoryview(json.dumps(payload).encode())
+            while verdict:
+                verdict = verdict[os.write(result_fd, verdict) :]
+        os.close(result_fd)  # the processor has its verdict now, before this process tears down
+    except BaseException:
+        code = EX_SOFTWARE
+    finally:
+        try:
+            logging.shutdown()
+        finally:
+            os._exit(code)
