@@ -59,7 +59,10 @@ def transition(
     if expected_attempts is not None:
         conditions.append(ReductionRun.attempts == expected_attempts)
     result = session.execute(
-        update(ReductionRun).where(*conditions).values(status=new.value, **values)
+        update(ReductionRun).where(*conditions).values(status=new.value, **values),
+        # a plain conditional UPDATE: callers re-read what they need, nothing in the session
+        # needs synchronising (and doing it costs a RETURNING round trip and ORM work)
+        execution_options={"synchronize_session": False},
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 

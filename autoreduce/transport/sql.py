@@ -92,7 +92,10 @@ class SqlTransport(Transport):
 
     def _ack(self, delivery: Delivery) -> bool:
         with self.database.session() as session:
-            result = session.execute(delete(QueueMessage).where(self._held(delivery)))
+            result = session.execute(
+                delete(QueueMessage).where(self._held(delivery)),
+                execution_options={"synchronize_session": False},
+            )
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def _release(self, delivery: Delivery, delay_s: float) -> None:
@@ -100,7 +103,8 @@ class SqlTransport(Transport):
             session.execute(
                 update(QueueMessage)
                 .where(self._held(delivery))
-                .values(visible_at=utcnow() + timedelta(seconds=delay_s), claimed_by="")
+                .values(visible_at=utcnow() + timedelta(seconds=delay_s), claimed_by=""),
+                execution_options={"synchronize_session": False},
             )
 
     def _extend(self, delivery: Delivery) -> None:
@@ -108,7 +112,8 @@ class SqlTransport(Transport):
             session.execute(
                 update(QueueMessage)
                 .where(self._held(delivery))
-                .values(visible_at=utcnow() + timedelta(seconds=self.visibility_timeout_s))
+                .values(visible_at=utcnow() + timedelta(seconds=self.visibility_timeout_s)),
+                execution_options={"synchronize_session": False},
             )
 
     def _browse(self, queue: str, limit: int) -> list[Delivery]:
