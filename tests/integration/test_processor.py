@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -330,46 +331,23 @@ def test_a_segfaulting_plugin_leaves_its_python_stack_in_the_run_log(
     assert "Segmentation fault" in log and "noop.py" in log
 
 
-def test_a_database_outage_during_a_reduction_does_not_lose_the_run_in_hand(
+@dataclass
+class BehindProxy:
+    """A fresh MariaDB database, reached directly and through a proxy the test can cut."""
+
+    proxy: TcpProxy
+    url: str  # through the proxy
+    direct: Database  # the test's own view, never cut
+    settings: Settings  # a noop instrument; the database URL goes through the proxy
+
+
+@pytest.fixture
+def behind_proxy(
     make_settings: Callable[..., Settings], fresh_mysql_database: str
-) -> None:
+) -> Iterator[BehindProxy]:
     server = make_url(fresh_mysql_database)
     proxy = TcpProxy(server.host or "127.0.0.1", server.port or 3306)
-    through_proxy = server.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
-    database = Database(through_proxy)
-    database.upgrade()
-    settings = make_settings(
-        GEM={
-            "plugin": "noop",
-            "lastruns": "{root}/GEM/lastruns.txt",
-            "data": "{root}/GEM/GEM{run_number:08d}.nxs",
-        },
-        database_url=through_proxy,
-    )
-    direct = Database(fresh_mysql_database)  # the test's own view, not through the proxy
-    transport = SqlTransport(through_proxy, consumer="p1", database=database)
-    processor = QueueProcessor(settings, database=database, transport=transport, processor_id="p1")
-    run = _record_and_send(settings, direct, transport, 1001, sleep_s=1.5)
-    worker = threading.Thread(target=processor.process_next, args=(5,))
-    worker.start()
-    wait_for(lambda: reload(direct, run).status == RunStatus.PROCESSING)
-
-    proxy.cut()  # the database goes away while the child reduces
-    time.sleep(3)  # the outage lasts 3 s (a duration, not a wait for a condition)
-    proxy.restore()
-    worker.join(timeout=60)
-
-    done = reload(direct, run)
-    assert (done.status, done.attempts) == (RunStatus.COMPLETED, 1)
-    proxy.close()
-
-
-def test_a_delivery_that_cannot_be_handled_goes_back_to_the_queue_and_is_retried(
-    make_settings: Callable[..., Settings], fresh_mysql_database: str
-) -> None:
-    server = make_url(fresh_mysql_database)
-    proxy = TcpProxy(server.host or "127.0.0.1", server.port or 3306)
-    through_proxy = server.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    url = server.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
     direct = Database(fresh_mysql_database)
     direct.upgrade()
     settings = make_settings(
@@ -378,11 +356,42 @@ def test_a_delivery_that_cannot_be_handled_goes_back_to_the_queue_and_is_retried
             "lastruns": "{root}/GEM/lastruns.txt",
             "data": "{root}/GEM/GEM{run_number:08d}.nxs",
         },
-        database_url=through_proxy,
+        database_url=url,
     )
-    transport = SqlTransport(fresh_mysql_database, consumer="p1", database=direct)
+    yield BehindProxy(proxy, url, direct, settings)
+    proxy.close()
+
+
+def test_a_database_outage_during_a_reduction_does_not_lose_the_run_in_hand(
+    behind_proxy: BehindProxy,
+) -> None:
+    database = Database(behind_proxy.url)
+    transport = SqlTransport(behind_proxy.url, consumer="p1", database=database)
     processor = QueueProcessor(
-        settings, database=Database(through_proxy), transport=transport, processor_id="p1"
+        behind_proxy.settings, database=database, transport=transport, processor_id="p1"
+    )
+    direct = behind_proxy.direct
+    run = _record_and_send(behind_proxy.settings, direct, transport, 1001, sleep_s=1.5)
+    worker = threading.Thread(target=processor.process_next, args=(5,))
+    worker.start()
+    wait_for(lambda: reload(direct, run).status == RunStatus.PROCESSING)
+
+    behind_proxy.proxy.cut()  # the database goes away while the child reduces
+    time.sleep(3)  # the outage lasts 3 s (a duration, not a wait for a condition)
+    behind_proxy.proxy.restore()
+    worker.join(timeout=60)
+
+    done = reload(direct, run)
+    assert (done.status, done.attempts) == (RunStatus.COMPLETED, 1)
+
+
+def test_a_delivery_that_cannot_be_handled_goes_back_to_the_queue_and_is_retried(
+    behind_proxy: BehindProxy,
+) -> None:
+    direct, settings, proxy = behind_proxy.direct, behind_proxy.settings, behind_proxy.proxy
+    transport = SqlTransport(direct.url, consumer="p1", database=direct)
+    processor = QueueProcessor(
+        settings, database=Database(behind_proxy.url), transport=transport, processor_id="p1"
     )
     run = _record_and_send(settings, direct, transport, 1101)
     proxy.cut()  # the processor's database is away; the queue is not
@@ -395,4 +404,3 @@ def test_a_delivery_that_cannot_be_handled_goes_back_to_the_queue_and_is_retried
     proxy.restore()
     wait_for(lambda: processor.process_next(wait_s=1), timeout_s=30)
     assert reload(direct, run).status == RunStatus.COMPLETED
-    proxy.close()
