@@ -11,13 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from autoreduce.plugin import ReductionContext, ReductionResult, Variable, hookimpl
-
-
-@hookimpl
-def warm_up() -> None:
-    """Import scipp, scippnexus and matplotlib once per processor, not once per run."""
-    import plugins._neutron_run
-    import plugins._outputs  # noqa: F401
+from plugins._warm_up import warm_up  # noqa: F401 - the hook, registered with this plugin
 
 
 @hookimpl

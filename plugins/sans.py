@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from autoreduce.plugin import ReductionContext, ReductionResult, Variable, hookimpl
+from plugins._warm_up import warm_up  # noqa: F401 - the hook, registered with this plugin
 
 if TYPE_CHECKING:
     import scipp as sc
@@ -26,13 +27,6 @@ if TYPE_CHECKING:
 NORMALISATION_WAVELENGTH_BINS = 400
 #: Guinier fits use Q · Rg below this (the law's usual range of validity).
 GUINIER_MAX_Q_RG = 1.3
-
-
-@hookimpl
-def warm_up() -> None:
-    """Import scipp, scippnexus and matplotlib once per processor, not once per run."""
-    import plugins._neutron_run
-    import plugins._outputs  # noqa: F401
 
 
 @hookimpl

@@ -18,6 +18,7 @@ from autoreduce.plugin import ReductionContext, ReductionResult, RunInfo
 from autoreduce.plugin_manager import Plugins
 from autoreduce.variables import resolve_variables
 from plugins import powder_diffraction
+from tests.reductions import reduce_directly
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -36,14 +37,8 @@ def silicon_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _reduce(data_path: Path, output_dir: Path, **values: Any) -> ReductionResult:
-    output_dir.mkdir(parents=True, exist_ok=True)
-    context = ReductionContext(
-        run=RunInfo("WISH", 44733, 0, "1920123", data_path, "Si standard"),
-        variables=resolve_variables(powder_diffraction.reduction_variables("WISH"), values),
-        output_dir=output_dir,
-        logger=logging.getLogger("test.powder"),
-    )
-    return powder_diffraction.reduce(context)
+    run = RunInfo("WISH", 44733, 0, "1920123", data_path, "Si standard")
+    return reduce_directly(powder_diffraction, run, output_dir, **values)
 
 
 def _pattern(result: ReductionResult) -> npt.NDArray[np.float64]:

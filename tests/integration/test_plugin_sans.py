@@ -16,6 +16,7 @@ from autoreduce.plugin import ReductionContext, ReductionResult, RunInfo
 from autoreduce.plugin_manager import Plugins
 from autoreduce.variables import resolve_variables
 from plugins import sans
+from tests.reductions import reduce_directly
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -34,14 +35,8 @@ def guinier_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _reduce(data_path: Path, output_dir: Path, **values: Any) -> ReductionResult:
-    output_dir.mkdir(parents=True, exist_ok=True)
-    context = ReductionContext(
-        run=RunInfo("SANS2D", 12345, 0, "1920123", data_path, "polymer in D2O"),
-        variables=resolve_variables(sans.reduction_variables("SANS2D"), values),
-        output_dir=output_dir,
-        logger=logging.getLogger("test.sans"),
-    )
-    return sans.reduce(context)
+    run = RunInfo("SANS2D", 12345, 0, "1920123", data_path, "polymer in D2O")
+    return reduce_directly(sans, run, output_dir, **values)
 
 
 def _iq(result: ReductionResult) -> npt.NDArray[np.float64]:
