@@ -14,7 +14,6 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -108,10 +107,12 @@ class RunsClient:
         """Close the pooled connections."""
         self._session.close()
 
-    def submit_run(
-        self, instrument: str, run_number: int, data_path: Path, detected_at: datetime
-    ) -> SubmittedRun:
+    def submit_run(self, instrument: str, run_number: int, detected_at: datetime) -> SubmittedRun:
         """POST one run; return once the API accepted it (201 or 200).
+
+        The API finds the run's data file itself from the instrument's template (the detector
+        checks it exists first, with the same code); a run whose file the API cannot see yet
+        is answered 409 and submitted again on the next check.
 
         ``detected_at`` must be timezone-aware; it is sent in UTC as ISO 8601 ending in ``Z``.
 
@@ -122,7 +123,6 @@ class RunsClient:
         body = {
             "instrument": instrument,
             "run_number": run_number,
-            "data_path": str(data_path),
             "detected_at": iso_utc(detected_at),
         }
         retrying = self._retry_policy.copy(

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import tenacity
 
+from autoreduce.archive import AmbiguousDataFileError, DataFileError, locate_data_file
 from autoreduce.settings import Settings
 from run_detection.client import (
     ApiUnavailableError,
@@ -29,7 +30,6 @@ from run_detection.client import (
     default_retry_policy,
 )
 from run_detection.cursor import CursorStore, cursor_path
-from run_detection.data_files import AmbiguousDataFileError, find_data_file
 from run_detection.lastruns import LastRunsError, parse_lastruns
 
 logger = logging.getLogger("autoreduce.detect")
@@ -184,7 +184,15 @@ class RunDetector:
         detected_at = self._detected_at.setdefault((instrument, run_number), self._clock())
         pattern = self.settings.data_pattern(instrument, run_number)
         try:
-            data_path = find_data_file(pattern)
+            data_path = locate_data_file(self.settings, instrument, run_number)
+        except DataFileError as error:
+            self._report_problem(
+                instrument,
+                ("refused", run_number, str(error)),
+                logging.ERROR,
+                f"{instrument} run {run_number} held: {error}",
+            )
+            return False
         except AmbiguousDataFileError as error:
             self._report_problem(
                 instrument,
@@ -208,7 +216,7 @@ class RunDetector:
         self, instrument: str, run_number: int, data_path: Path, detected_at: datetime
     ) -> bool:
         try:
-            submitted = self.client.submit_run(instrument, run_number, data_path, detected_at)
+            submitted = self.client.submit_run(instrument, run_number, detected_at)
         except RunRejectedError as error:
             self._report_problem(
                 instrument,

@@ -182,13 +182,14 @@ def test_first_sight_sets_cursor_and_submits_nothing(settings: Settings, api: Re
 def test_jump_of_three_runs_submits_each_in_order(
     settings: Settings, api: RecordingApi, gem_at_run_10: RunDetector
 ) -> None:
-    paths = [make_data_file(settings, "GEM", run) for run in (11, 12, 13)]
+    for run in (11, 12, 13):
+        make_data_file(settings, "GEM", run)
     write_run(settings, "GEM", 13)
 
     assert gem_at_run_10.check_instrument("GEM") == [11, 12, 13]
 
     assert api.runs() == [("GEM", 11), ("GEM", 12), ("GEM", 13)]
-    assert [run.body["data_path"] for run in api.received] == [str(path) for path in paths]
+    assert all("data_path" not in run.body for run in api.received)  # the API finds the file
     assert all(run.authorization == "Bearer t0ken" for run in api.received)
     assert all(run.body["detected_at"].endswith("Z") for run in api.received)
     assert CursorStore(cursor_path(settings)).get("GEM") == 13
@@ -319,7 +320,29 @@ def test_several_matching_data_files_hold_the_run_and_name_the_paths(
 
     second.unlink()
     assert gem_at_run_10.check_instrument("GEM") == [11]
-    assert api.received[0].body["data_path"] == str(first)
+    assert api.runs() == [("GEM", 11)]
+
+
+def test_a_data_file_that_is_a_symlink_out_of_the_archive_holds_the_run(
+    settings: Settings,
+    api: RecordingApi,
+    gem_at_run_10: RunDetector,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    caplog.set_level(logging.INFO, logger="autoreduce.detect")
+    outside = tmp_path / "outside.nxs"
+    outside.write_bytes(b"secret")
+    link = make_data_file(settings, "GEM", 11)
+    link.unlink()
+    link.symlink_to(outside)
+    write_run(settings, "GEM", 11)
+
+    assert gem_at_run_10.check_instrument("GEM") == []
+
+    assert api.received == []
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("lies outside" in message for message in errors)
 
 
 def test_restart_neither_resubmits_nor_loses_a_run(settings: Settings, api: RecordingApi) -> None:

@@ -6,7 +6,6 @@ import json
 import logging
 import threading
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +25,6 @@ from run_detection.client import (
 API_URL = "http://api.test"
 RUNS_URL = f"{API_URL}/api/v1/runs"
 DETECTED_AT = datetime(2026, 11, 24, 6, 40, 0, 123456, tzinfo=UTC)
-DATA_PATH = Path("/archive/GEM/data/cycle_26_1/GEM00000123.nxs")
 
 
 def bounded_policy(attempts: int) -> tenacity.Retrying:
@@ -38,7 +36,7 @@ def make_client(attempts: int = 3) -> RunsClient:
 
 
 def submit(client: RunsClient) -> SubmittedRun:
-    return client.submit_run("GEM", 123, DATA_PATH, DETECTED_AT)
+    return client.submit_run("GEM", 123, DETECTED_AT)
 
 
 @responses.activate
@@ -53,7 +51,6 @@ def test_posts_the_run_with_bearer_token_and_utc_timestamp() -> None:
     assert json.loads(request.body or "") == {
         "instrument": "GEM",
         "run_number": 123,
-        "data_path": str(DATA_PATH),
         "detected_at": "2026-11-24T06:40:00.123Z",
     }
 
