@@ -96,6 +96,30 @@ class Settings(BaseSettings):
     database_outage_s: float = Field(
         300.0, gt=0, description="A processor retries recording a finished run this long."
     )
+    public_read: bool = Field(
+        False,
+        description="Let anyone read runs, outputs and instruments without a token (the demo "
+        "does); writes always need one.",
+    )
+    max_request_bytes: int = Field(
+        1024 * 1024, gt=0, description="API: a request body over this many bytes is refused 413."
+    )
+    max_variables_bytes: int = Field(
+        64 * 1024, gt=0, description="API: a re-run's variables, as JSON, at most this many bytes."
+    )
+    max_page_bytes: int = Field(
+        4 * 1024 * 1024,
+        gt=0,
+        description="API: one page of runs stops before this many bytes of items.",
+    )
+    metadata_timeout_s: float = Field(
+        5.0, gt=0, description="API: reading a data file's title and experiment, at most this long."
+    )
+    processor_history_s: float = Field(
+        86_400.0,
+        ge=0,
+        description="API: stopped or silent processors stay listed this long (seconds).",
+    )
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     instruments: dict[str, InstrumentConfig] = Field(default_factory=dict)
 

@@ -71,3 +71,12 @@ def one_line(text: str, limit: int = 1000) -> str:
     """A reason fit for a run's one-line message: first line, trimmed to ``limit`` characters."""
     first = " ".join(str(text).strip().splitlines()[:1]).strip() or str(text).strip()
     return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+HELD_PREFIX = "held: "
+"""How the ``message`` of a Queued run that is held back (its instrument paused) begins."""
+
+
+def held_message(instrument: str) -> str:
+    """The ``message`` of a Queued run held because its instrument is paused."""
+    return f"{HELD_PREFIX}instrument {instrument} is paused; the run is reduced when it resumes"

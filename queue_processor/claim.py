@@ -16,7 +16,7 @@ from sqlalchemy import select
 from autoreduce.db import Database
 from autoreduce.db.models import ReductionRun, RunStatus, utcnow
 from autoreduce.messages import RunMessage
-from autoreduce.state_machine import transition
+from autoreduce.state_machine import HELD_PREFIX, transition
 
 
 class Decision(enum.Enum):
@@ -77,6 +77,7 @@ def claim_run(
             attempts=attempt,
             processor=processor,
             started_at=utcnow(),
+            **({"message": ""} if run.message.startswith(HELD_PREFIX) else {}),
         )
         if not moved:
             return Claim(Decision.DROP, "another processor changed the run first")

@@ -9,10 +9,10 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 
 from autoreduce import __version__
 from autoreduce.db import Database
@@ -22,6 +22,8 @@ from autoreduce.settings import Settings
 from autoreduce.state_machine import one_line
 from autoreduce.transport import Transport, open_transport
 from rest_api.dependencies import ApiState
+from rest_api.limits import BodySizeLimit
+from rest_api.problems import install_problem_handlers, problem_openapi
 from rest_api.routes import instruments, outputs, runs, system
 
 logger = logging.getLogger("autoreduce.api")
@@ -53,31 +55,44 @@ def _stop(state: ApiState) -> None:
         state.database.dispose()
 
 
-def _validation_error(_request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, RequestValidationError)
-    problems = [
-        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type"))}
-        for e in error.errors()
-    ]
-    detail = "; ".join(
-        f"{'.'.join(str(part) for part in p['loc']) or 'request'}: {p['msg']}" for p in problems
-    )
-    return JSONResponse({"detail": detail or "invalid request", "errors": problems}, 422)
+async def refuse_unknown_query(request: Request) -> None:
+    """422 naming every query parameter the route does not declare (a typo is never ignored)."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    allowed = _declared_query(route)
+    unknown = [name for name in dict.fromkeys(request.query_params) if name not in allowed]
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", name),
+                    "msg": "unknown query parameter "
+                    f"(allowed: {', '.join(sorted(allowed)) or 'none'})",
+                    "type": "extra_forbidden",
+                }
+                for name in unknown
+            ]
+        )
 
 
-def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
-    logger.error(
-        "database unavailable during %s %s: %s",
-        request.method,
-        request.url.path,
-        one_line(str(error), 300),
-    )
-    return JSONResponse({"detail": "the database is unavailable; try again later"}, 503)
+def _declared_query(route: APIRoute) -> frozenset[str]:
+    names: set[str] = set()
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        names.update(param.alias for param in dependant.query_params)
+        pending.extend(dependant.dependencies)
+    return frozenset(names)
 
 
-def _server_fault(request: Request, error: Exception) -> JSONResponse:
-    logger.error("unexpected error in %s %s", request.method, request.url.path, exc_info=error)
-    return JSONResponse({"detail": "internal server error; the service log has the details"}, 500)
+API_DESCRIPTION = """Runs detected, queued, reduced; re-runs with changed variables.
+
+Reads need a bearer token of any role (`autoreduce token create`) unless the instance sets
+`public_read`; writes need a token of the role each route names. A token limited to some
+instruments sees only their runs. Every error is an RFC 9457 problem
+(`application/problem+json`) with a one-line `detail`; a 422 adds `errors`, one per field.
+Unknown query parameters and body fields are refused. Bodies over `max_request_bytes` are 413."""
 
 
 def create_app(
@@ -117,18 +132,20 @@ def create_app(
         finally:
             _stop(state)
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc serve their assets themselves: no CDN
         title="autoreduce",
         version=__version__,
-        description="Runs detected, queued, reduced; re-runs with changed variables.",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
+        static_url="/static/docs",
+        dependencies=[Depends(refuse_unknown_query)],
     )
     app.state.api = state
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(OperationalError, _database_unavailable)
-    app.add_exception_handler(Exception, _server_fault)
+    install_problem_handlers(app)
     for module in (runs, instruments, outputs, system):
         app.include_router(module.router)
+    app.openapi = problem_openapi(app, every_route=(422, 503))  # type: ignore[method-assign]
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app
 
 

@@ -1,19 +1,24 @@
-"""Bearer-token authentication and role checks for the write endpoints.
+"""Bearer-token authentication and role checks.
 
-Missing token → 401 with ``WWW-Authenticate: Bearer``; unknown or revoked → 401; a token whose
-role or instrument list does not allow the action → 403. Tokens are never logged.
+Writes need a token of the right role (:func:`require_role`); reads need a token of any role
+(:func:`require_reader`) unless the instance sets ``public_read``. Missing token → 401 with
+``WWW-Authenticate: Bearer``; unknown or revoked → 401 (also on a public instance: a bad
+credential is never silently ignored); a token whose role or instrument list does not allow the
+action → 403. A token limited to some instruments reads only those instruments' runs. Tokens are
+never logged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import Depends, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from autoreduce.tokens import verify_token
-from rest_api.dependencies import StateDep
+from rest_api.dependencies import ApiState, StateDep
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `autoreduce token create`.")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -26,6 +31,10 @@ class Caller:
     name: str
     role: str
     instruments: tuple[str, ...]
+
+    def may_read(self, instrument: str) -> bool:
+        """True if this caller may read ``instrument``'s runs and outputs."""
+        return not self.instruments or instrument in self.instruments
 
     def check_instrument(self, instrument: str, *, must_list: bool = False) -> None:
         """403 unless this token may act on ``instrument``.
@@ -45,6 +54,30 @@ class Caller:
             )
 
 
+ANONYMOUS = Caller("anonymous", "public", ())
+"""The caller of a read without a token on an instance with ``public_read``."""
+
+
+def _verified(state: ApiState, credentials: HTTPAuthorizationCredentials | None) -> Caller | None:
+    """The token's caller; None without a token; 401 for an unknown or revoked one."""
+    if credentials is None or not credentials.credentials:
+        return None
+    token = verify_token(state.database, credentials.credentials)
+    if token is None:
+        raise HTTPException(
+            status_code=401, detail="the token is unknown or revoked", headers=_CHALLENGE
+        )
+    return Caller(token.name, token.role, tuple(token.instruments or ()))
+
+
+def _missing_token() -> HTTPException:
+    return HTTPException(
+        status_code=401,
+        detail="this request needs a bearer token (Authorization: Bearer <token>)",
+        headers=_CHALLENGE,
+    )
+
+
 def require_role(*roles: str) -> Callable[..., Caller]:
     """A dependency that authenticates the caller and checks its role is one of ``roles``."""
 
@@ -52,23 +85,31 @@ def require_role(*roles: str) -> Callable[..., Caller]:
         state: StateDep,
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
     ) -> Caller:
-        if credentials is None or not credentials.credentials:
-            raise HTTPException(
-                status_code=401,
-                detail="this request needs a bearer token (Authorization: Bearer <token>)",
-                headers=_CHALLENGE,
-            )
-        token = verify_token(state.database, credentials.credentials)
-        if token is None:
-            raise HTTPException(
-                status_code=401, detail="the token is unknown or revoked", headers=_CHALLENGE
-            )
-        if token.role not in roles:
+        caller = _verified(state, credentials)
+        if caller is None:
+            raise _missing_token()
+        if caller.role not in roles:
             raise HTTPException(
                 status_code=403,
-                detail=f"token {token.name!r} has role {token.role!r}; "
+                detail=f"token {caller.name!r} has role {caller.role!r}; "
                 f"this request needs {' or '.join(roles)}",
             )
-        return Caller(token.name, token.role, tuple(token.instruments or ()))
+        return caller
 
     return authenticate
+
+
+def require_reader(
+    state: StateDep,
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+) -> Caller:
+    """A dependency for reads: any valid token, or nobody when the instance is public."""
+    caller = _verified(state, credentials)
+    if caller is not None:
+        return caller
+    if state.settings.public_read:
+        return ANONYMOUS
+    raise _missing_token()
+
+
+ReaderDep = Annotated[Caller, Depends(require_reader)]

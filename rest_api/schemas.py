@@ -57,15 +57,26 @@ def check_json_values(root: dict[str, Any]) -> dict[str, Any]:
 
 
 class RunSubmission(BaseModel):
-    """A detected run, as the detector posts it."""
+    """A detected run, as the detector posts it.
+
+    The API finds the data file itself from the instrument's ``data`` template, as the detector
+    does. A client may name ``data_path``; it is accepted only if it resolves, symlinks followed,
+    to a regular file under the archive root. A detected run's variables come from the
+    instrument's rules and defaults, never from the submission.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     instrument: str = Field(min_length=1, max_length=32, examples=["GEM"])
     run_number: int = Field(ge=0, le=MAX_RUN_NUMBER, examples=[123])
-    data_path: str = Field(min_length=1, max_length=1024, examples=["/archive/GEM00000123.nxs"])
+    data_path: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description="Optional: the data file, under the archive root.",
+        examples=["/archive/NDXGEM/Instrument/data/cycle_26_1/GEM00000123.nxs"],
+    )
     detected_at: datetime | None = None
-    variables: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("instrument")
     @classmethod
@@ -74,8 +85,8 @@ class RunSubmission(BaseModel):
 
     @field_validator("data_path")
     @classmethod
-    def _absolute_path(cls, value: str) -> str:
-        if not check_text(value).startswith("/"):
+    def _absolute_path(cls, value: str | None) -> str | None:
+        if value is not None and not check_text(value).startswith("/"):
             raise ValueError("data_path must be an absolute path")
         return value
 
@@ -84,22 +95,32 @@ class RunSubmission(BaseModel):
     def _utc(cls, value: datetime | None) -> datetime | None:
         return None if value is None else utc_timestamp(value)
 
-    @field_validator("variables")
-    @classmethod
-    def _variables(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return check_json_values(value)
-
 
 class RerunRequest(BaseModel):
-    """A re-run: the variables to change (everything else comes from the defaults)."""
+    """A re-run: the variables to change (everything else comes from the defaults) and why."""
 
-    variables: dict[str, Any] = Field(default_factory=dict)
-    reason: str | None = Field(None, description="Ignored; kept for clients that send one.")
+    model_config = ConfigDict(extra="forbid")
+
+    variables: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Values to change; the rest come from the instrument's and plugin's "
+        "defaults. At most `max_variables_bytes` as JSON.",
+    )
+    reason: str = Field(
+        "",
+        max_length=500,
+        description="Why this version is made; stored as the version's `description`.",
+    )
 
     @field_validator("variables")
     @classmethod
     def _variables(cls, value: dict[str, Any]) -> dict[str, Any]:
         return check_json_values(value)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        return check_text(value)
 
 
 class InstrumentPatch(BaseModel):
@@ -129,7 +150,8 @@ class RunItem(BaseModel):
     title: str
     data_path: str
     variables: dict[str, Any]
-    reason: str
+    reason: str = Field(description="`detected` or `rerun`.")
+    description: str = Field(description="Why this version was made, in its submitter's words.")
     submitted_by: str
     summary: str
     attempts: int
@@ -148,6 +170,10 @@ class RunPage(BaseModel):
     total: int
     limit: int
     offset: int
+    next_offset: int | None = Field(
+        description="The offset of the next page; null on the last one. A page may hold fewer "
+        "than `limit` items when they would pass `max_page_bytes`."
+    )
 
 
 class RunVersions(BaseModel):
@@ -159,7 +185,11 @@ class RunVersions(BaseModel):
 class VariableDeclaration(BaseModel):
     name: str
     type: str
-    default: Any
+    default: Any = Field(description="The value a new run gets unless a re-run changes it.")
+    default_source: str = Field(
+        description="Where `default` comes from: `instrument` (its TOML table) or `plugin`."
+    )
+    plugin_default: Any = Field(description="The plugin's own declared default.")
     help: str
     advanced: bool
     choices: list[Any] | None

@@ -7,6 +7,7 @@ submissions racing each other end with one row; the loser answers with the winne
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,15 +17,21 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, selectinload
 
+from autoreduce.archive import (
+    AmbiguousDataFileError,
+    DataFileError,
+    checked_data_file,
+    locate_data_file,
+)
 from autoreduce.db.models import Instrument, OutboxMessage, ReductionRun, RunStatus, utcnow
 from autoreduce.messages import PENDING_QUEUE, RunMessage
-from autoreduce.nexus import RunMetadata, read_run_metadata
+from autoreduce.nexus import RunMetadata, read_run_metadata_within
 from autoreduce.plugin import Variable
 from autoreduce.plugin_manager import UnknownPlugin
-from autoreduce.state_machine import one_line
+from autoreduce.state_machine import held_message, one_line
 from autoreduce.variables import VariableError, resolve_variables
 from rest_api.dependencies import ApiState
-from rest_api.schemas import RunSubmission
+from rest_api.schemas import RerunRequest, RunSubmission
 
 logger = logging.getLogger("autoreduce.api")
 
@@ -44,10 +51,14 @@ class PluginUnavailable(RuntimeError):
     """The instrument's plugin cannot declare its variables; the message is one line."""
 
 
-def read_metadata(data_path: str) -> RunMetadata:
-    """The experiment reference and title from the data file; empty when unreadable."""
+def read_metadata(state: ApiState, data_path: Path) -> RunMetadata:
+    """The experiment reference and title from the data file; empty when unreadable.
+
+    The read is bounded (see :mod:`autoreduce.nexus`) and abandoned after
+    ``metadata_timeout_s``, so no data file can hold a request.
+    """
     try:
-        metadata = read_run_metadata(Path(data_path))
+        metadata = read_run_metadata_within(data_path, state.settings.metadata_timeout_s)
     except Exception as error:  # the reader never raises, but a run must never be lost
         logger.warning("cannot read metadata of %s: %s", data_path, one_line(str(error), 200))
         return RunMetadata()
@@ -106,10 +117,14 @@ def _first_version(state: ApiState, instrument: str, run_number: int) -> Reducti
         return session.scalar(query)
 
 
-def _ensure_instrument(session: Session, name: str) -> None:
-    if session.get(Instrument, name) is None:
+def _ensure_instrument(session: Session, name: str) -> bool:
+    """Create the instrument's row on its first run; True if the instrument is paused."""
+    row = session.get(Instrument, name)
+    if row is None:
         session.add(Instrument(name=name, is_paused=False, created_at=utcnow()))
         session.flush()
+        return False
+    return row.is_paused
 
 
 def _add_with_message(session: Session, run: ReductionRun) -> None:
@@ -161,7 +176,7 @@ def _announce(state: ApiState, run: ReductionRun) -> None:
         state.relay.wake()
 
 
-def _detected_fields(state: ApiState, submission: RunSubmission) -> dict[str, Any]:
+def _detected_fields(state: ApiState, submission: RunSubmission, data_path: Path) -> dict[str, Any]:
     """The columns of a detected run; Error with the reason if its variables cannot resolve."""
     fields: dict[str, Any] = {
         "instrument": submission.instrument,
@@ -169,35 +184,86 @@ def _detected_fields(state: ApiState, submission: RunSubmission) -> dict[str, An
         "run_version": 0,
         "status": RunStatus.QUEUED.value,
         "message": "",
-        "data_path": submission.data_path,
+        "data_path": str(data_path),
         "reason": "detected",
         "detected_at": submission.detected_at,
     }
     try:
-        fields["variables"] = resolved_variables(state, submission.instrument, submission.variables)
+        fields["variables"] = resolved_variables(state, submission.instrument, {})
     except (PluginUnavailable, VariableError) as error:
-        fields.update(
-            status=RunStatus.ERROR.value,
-            message=one_line(str(error)),
-            variables=dict(submission.variables),
-        )
+        fields.update(status=RunStatus.ERROR.value, message=one_line(str(error)), variables={})
     return fields
+
+
+def _data_file(state: ApiState, submission: RunSubmission) -> Path:
+    """The run's data file: the one the client named (checked) or the one the template finds.
+
+    Raises:
+        HTTPException: 422 for a named path that is outside the archive or not a regular file;
+            409 when the template finds no file yet, several, or one outside the archive.
+    """
+    if submission.data_path is not None:
+        try:
+            return checked_data_file(state.settings, submission.data_path)
+        except DataFileError as error:
+            raise HTTPException(status_code=422, detail=f"data_path: {error}") from None
+    pattern = state.settings.data_pattern(submission.instrument, submission.run_number)
+    try:
+        found = locate_data_file(state.settings, submission.instrument, submission.run_number)
+    except (AmbiguousDataFileError, DataFileError) as error:
+        raise HTTPException(status_code=409, detail=one_line(str(error), 1000)) from None
+    if found is None:
+        raise HTTPException(
+            status_code=409,
+            detail=f"the data file of {submission.instrument} run {submission.run_number} "
+            f"does not exist yet: looked for {pattern}",
+        )
+    return found
+
+
+def _same_run(existing: ReductionRun, data_path: Path, submitted_by: str) -> ReductionRun:
+    """``existing`` if it was recorded with ``data_path``; 409 naming both paths otherwise."""
+    if existing.data_path == str(data_path):
+        return existing
+    logger.warning(
+        "conflicting submission of %s run %d by %s: recorded with %s, now submitted with %s",
+        existing.instrument,
+        existing.run_number,
+        submitted_by,
+        existing.data_path,
+        data_path,
+    )
+    raise HTTPException(
+        status_code=409,
+        detail=f"{existing.instrument} run {existing.run_number} is already recorded with "
+        f"data file {existing.data_path}, not {data_path}; an operator must resolve this",
+    )
 
 
 def record_detected_run(
     state: ApiState, submission: RunSubmission, submitted_by: str
 ) -> tuple[ReductionRun, bool]:
-    """Record version 0 of a detected run; (the run, True if it was created now)."""
+    """Record version 0 of a detected run; (the run, True if it was created now).
+
+    A run already recorded with the same data file is answered as it is (idempotent); with
+    another data file it is a 409 naming both, logged for an operator.
+    """
     state.instrument_config(submission.instrument)
     existing = _first_version(state, submission.instrument, submission.run_number)
+    try:
+        data_path = _data_file(state, submission)
+    except HTTPException:
+        if existing is not None and submission.data_path is None:
+            return existing, False  # recorded earlier; its file has moved or gone since
+        raise
     if existing is not None:
-        return existing, False
-    fields = _detected_fields(state, submission)
-    metadata = read_metadata(submission.data_path)
+        return _same_run(existing, data_path, submitted_by), False
+    fields = _detected_fields(state, submission, data_path)
+    metadata = read_metadata(state, data_path)
     for _ in range(RECORD_ATTEMPTS):
         try:
             with state.database.session() as session:
-                _ensure_instrument(session, submission.instrument)
+                paused = _ensure_instrument(session, submission.instrument)
                 run = _new_run(
                     {
                         **fields,
@@ -206,6 +272,8 @@ def record_detected_run(
                         "submitted_by": submitted_by,
                     }
                 )
+                if paused and run.status == RunStatus.QUEUED:
+                    run.message = held_message(run.instrument)
                 _add_with_message(session, run)
         except (IntegrityError, OperationalError) as error:
             if not _lost_race(error):
@@ -213,22 +281,38 @@ def record_detected_run(
             # the same run (or its instrument row) was recorded concurrently
             existing = _first_version(state, submission.instrument, submission.run_number)
             if existing is not None:
-                return existing, False
+                return _same_run(existing, data_path, submitted_by), False
             continue
         _announce(state, run)
         return run, True
     raise HTTPException(status_code=409, detail="the run was being recorded concurrently; retry")
 
 
+def _checked_size(state: ApiState, values: dict[str, Any]) -> None:
+    size = len(json.dumps(values, separators=(",", ":")).encode("utf-8"))
+    limit = state.settings.max_variables_bytes
+    if size > limit:
+        raise HTTPException(
+            status_code=422,
+            detail=f"variables: {size} bytes of JSON, more than the limit of {limit} "
+            "(setting max_variables_bytes)",
+        )
+
+
 def record_rerun(
-    state: ApiState, instrument: str, run_number: int, values: dict[str, Any], submitted_by: str
+    state: ApiState,
+    instrument: str,
+    run_number: int,
+    request: RerunRequest,
+    submitted_by: str,
 ) -> ReductionRun:
-    """Record a new version of an existing run with ``values`` on top of the defaults."""
+    """Record a new version of an existing run with the request's variables over the defaults."""
     state.instrument_config(instrument)
+    _checked_size(state, request.variables)
     if _first_version(state, instrument, run_number) is None:
         raise HTTPException(status_code=404, detail=f"run {instrument} {run_number} not found")
     try:
-        variables = resolved_variables(state, instrument, values)
+        variables = resolved_variables(state, instrument, request.variables)
     except PluginUnavailable as error:
         raise HTTPException(status_code=409, detail=str(error)) from None
     except VariableError as error:
@@ -236,6 +320,7 @@ def record_rerun(
     for _ in range(RECORD_ATTEMPTS):
         try:
             with state.database.session() as session:
+                paused = _ensure_instrument(session, instrument)
                 versions = find_versions(session, instrument, run_number)
                 first = versions[0]
                 run = _new_run(
@@ -244,12 +329,13 @@ def record_rerun(
                         "run_number": run_number,
                         "run_version": versions[-1].run_version + 1,
                         "status": RunStatus.QUEUED.value,
-                        "message": "",
+                        "message": held_message(instrument) if paused else "",
                         "experiment_ref": first.experiment_ref,
                         "title": first.title,
                         "data_path": first.data_path,
                         "variables": variables,
                         "reason": "rerun",
+                        "description": request.reason,
                         "submitted_by": submitted_by,
                         "detected_at": first.detected_at,
                     }

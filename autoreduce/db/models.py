@@ -107,6 +107,9 @@ class ReductionRun(Base):
     data_path: Mapped[str] = mapped_column(String(1024), nullable=False)
     variables: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     reason: Mapped[str] = mapped_column(String(32), nullable=False, default="detected")
+    description: Mapped[str] = mapped_column(
+        String(500), nullable=False, default="", server_default=""
+    )  # why this version was made, in its submitter's words (a re-run's ``reason``)
     submitted_by: Mapped[str] = mapped_column(String(100), nullable=False, default="")
     summary: Mapped[str] = mapped_column(String(1000), nullable=False, default="")
     output_dir: Mapped[str] = mapped_column(String(1024), nullable=False, default="")

@@ -53,6 +53,7 @@ def write_config(directory: Path) -> Path:
     lines = [
         "# Written by `autoreduce demo`; a real facility writes its own (see README).",
         f'data_dir = "{directory / "data"}"',
+        "public_read = true  # anyone may read runs, plots and logs; writes still need a token",
         "",
         "[archive]",
         f'root = "{directory / "archive"}"',

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from autoreduce.db.models import Instrument, ReductionRun, RunStatus, utcnow
-from rest_api.auth import Caller, require_role
+from autoreduce.db.models import Instrument, OutboxMessage, ReductionRun, RunStatus, utcnow
+from autoreduce.state_machine import HELD_PREFIX, held_message
+from rest_api.auth import Caller, ReaderDep, require_role
 from rest_api.dependencies import ApiState, SessionDep, StateDep
+from rest_api.problems import problems
 from rest_api.schemas import InstrumentItem, InstrumentPatch, VariableDeclaration
 from rest_api.submission import PluginUnavailable, declared_variables
 
@@ -25,11 +28,14 @@ def _declarations(state: ApiState, name: str) -> tuple[list[VariableDeclaration]
         declared = declared_variables(state, name)
     except PluginUnavailable as error:
         return [], str(error)
+    overrides = state.settings.instruments[name].variables
     return [
         VariableDeclaration(
             name=variable.name,
             type=variable.type,
-            default=variable.default,
+            default=overrides.get(variable.name, variable.default),
+            default_source="instrument" if variable.name in overrides else "plugin",
+            plugin_default=variable.default,
             help=variable.help,
             advanced=variable.advanced,
             choices=None if variable.choices is None else list(variable.choices),
@@ -79,6 +85,42 @@ def _instrument_items(state: ApiState, session: Session, names: list[str]) -> li
     return items
 
 
+def _hold_or_release(session: Session, name: str, paused: bool) -> None:
+    """Say in each waiting run's ``message`` that it is held (on pause) or no longer (resume).
+
+    The runs held by a pause are those whose outbox message the relay has not sent yet.
+    """
+    if not paused:
+        session.execute(
+            update(ReductionRun)
+            .where(
+                ReductionRun.instrument == name,
+                ReductionRun.status == RunStatus.QUEUED.value,
+                ReductionRun.message.startswith(HELD_PREFIX, autoescape=True),
+            )
+            .values(message="")
+            .execution_options(synchronize_session=False)
+        )
+        return
+    bodies = session.scalars(
+        select(OutboxMessage.body).where(
+            OutboxMessage.instrument == name, OutboxMessage.sent_at.is_(None)
+        )
+    )
+    run_ids = [json.loads(body).get("run_id") for body in bodies]
+    if run_ids:
+        session.execute(
+            update(ReductionRun)
+            .where(
+                ReductionRun.id.in_(run_ids),
+                ReductionRun.status == RunStatus.QUEUED.value,
+                ReductionRun.message == "",
+            )
+            .values(message=held_message(name))
+            .execution_options(synchronize_session=False)
+        )
+
+
 def _set_paused(state: ApiState, name: str, paused: bool) -> None:
     for _ in range(2):  # the row may be created concurrently by a run submission
         try:
@@ -88,26 +130,31 @@ def _set_paused(state: ApiState, name: str, paused: bool) -> None:
                     session.add(Instrument(name=name, is_paused=paused, created_at=utcnow()))
                 else:
                     row.is_paused = paused
+                _hold_or_release(session, name, paused)
             return
         except IntegrityError:
             continue
     raise HTTPException(status_code=409, detail=f"instrument {name!r} changed concurrently; retry")
 
 
-@router.get("", response_model=list[InstrumentItem])
-def list_instruments(state: StateDep, session: SessionDep) -> list[InstrumentItem]:
-    """Every configured instrument, its plugin's variables and its run counts per status."""
-    return _instrument_items(state, session, sorted(state.settings.instruments))
+@router.get("", response_model=list[InstrumentItem], responses=problems(401))
+def list_instruments(
+    state: StateDep, session: SessionDep, caller: ReaderDep
+) -> list[InstrumentItem]:
+    """The configured instruments the caller may read: plugin, variables with the default a
+    new run gets (and where it comes from), run counts per status, paused or not."""
+    names = [name for name in sorted(state.settings.instruments) if caller.may_read(name)]
+    return _instrument_items(state, session, names)
 
 
-@router.patch("/{name}", response_model=InstrumentItem)
+@router.patch("/{name}", response_model=InstrumentItem, responses=problems(401, 403, 404, 409, 413))
 def patch_instrument(
     name: Annotated[str, Path(max_length=64)],
     patch: InstrumentPatch,
     state: StateDep,
     caller: Annotated[Caller, Depends(require_role("admin"))],
 ) -> InstrumentItem:
-    """Pause (runs are recorded and held) or resume (held runs flow on) an instrument."""
+    """Pause (runs are recorded and held, and say so) or resume (held runs flow on)."""
     state.instrument_config(name)
     caller.check_instrument(name)
     _set_paused(state, name, patch.paused)

@@ -10,8 +10,9 @@ from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import FileResponse
 
 from autoreduce.db.models import RunOutput
+from rest_api.auth import ReaderDep
 from rest_api.dependencies import SessionDep
-from rest_api.schemas import MAX_RUN_NUMBER
+from rest_api.problems import problems
 
 router = APIRouter(prefix="/api/v1/outputs", tags=["outputs"])
 
@@ -45,18 +46,28 @@ def output_path(output_dir: str, name: str) -> FilePath | None:
     return target
 
 
+OutputId = Annotated[
+    str,
+    Path(
+        pattern=r"^[1-9][0-9]{0,17}$",
+        description="The output's id: decimal digits only (`+1`, `01` and `1.0` are refused).",
+    ),
+]
+
+
 @router.get(
     "/{output_id}",
     response_class=FileResponse,
-    responses={200: {"description": "The file."}, 404: {"description": "No such file."}},
+    responses={200: {"description": "The file."}, **problems(401, 404)},
 )
-def download_output(
-    output_id: Annotated[int, Path(ge=1, le=MAX_RUN_NUMBER)], session: SessionDep
-) -> FileResponse:
-    """The output file; 404 if unknown, gone, or outside its run's output directory."""
-    output = session.get(RunOutput, output_id)
-    target = None if output is None else output_path(output.run.output_dir, output.name)
-    if output is None or target is None:
+def download_output(output_id: OutputId, session: SessionDep, caller: ReaderDep) -> FileResponse:
+    """The output file; 404 if unknown, gone, outside its run's output directory, or of an
+    instrument the caller may not read."""
+    output = session.get(RunOutput, int(output_id))
+    target = None
+    if output is not None and caller.may_read(output.run.instrument):
+        target = output_path(output.run.output_dir, output.name)
+    if target is None:
         raise HTTPException(status_code=404, detail=f"output {output_id} not found")
     return FileResponse(
         target,

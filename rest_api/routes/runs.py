@@ -6,12 +6,13 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from autoreduce.db.models import ReductionRun, RunStatus
-from rest_api.auth import Caller, require_role
+from rest_api.auth import Caller, ReaderDep, require_role
 from rest_api.dependencies import SessionDep, StateDep
+from rest_api.problems import problems
 from rest_api.schemas import (
     MAX_RUN_NUMBER,
     OutputItem,
@@ -20,6 +21,7 @@ from rest_api.schemas import (
     RunPage,
     RunSubmission,
     RunVersions,
+    check_text,
     utc_timestamp,
 )
 from rest_api.submission import find_versions, record_detected_run, record_rerun
@@ -49,6 +51,7 @@ def run_item(run: ReductionRun) -> RunItem:
         data_path=run.data_path,
         variables=run.variables or {},
         reason=run.reason,
+        description=run.description or "",
         submitted_by=run.submitted_by,
         summary=run.summary,
         attempts=run.attempts,
@@ -72,6 +75,13 @@ def run_item(run: ReductionRun) -> RunItem:
     )
 
 
+def _text_or_422(value: str, name: str) -> str:
+    try:
+        return check_text(value)
+    except ValueError as error:
+        raise HTTPException(status_code=422, detail=f"{name}: {error}") from None
+
+
 def _utc_or_422(value: datetime | None, name: str) -> datetime | None:
     try:
         return None if value is None else utc_timestamp(value)
@@ -83,7 +93,10 @@ def _utc_or_422(value: datetime | None, name: str) -> datetime | None:
     "",
     status_code=201,
     response_model=RunItem,
-    responses={200: {"model": RunItem, "description": "The run was already recorded."}},
+    responses={
+        200: {"model": RunItem, "description": "The run was already recorded."},
+        **problems(401, 403, 404, 409, 413),
+    },
 )
 def submit_run(
     submission: RunSubmission,
@@ -91,7 +104,12 @@ def submit_run(
     state: StateDep,
     caller: Annotated[Caller, Depends(require_role("detector", "admin"))],
 ) -> RunItem:
-    """Record a detected run (version 0) and queue it; 200 with the existing run if known."""
+    """Record a detected run (version 0) and queue it; 200 with the existing run if known.
+
+    The API finds the data file from the instrument's template (409 while it does not exist);
+    a ``data_path`` the client names must be a regular file under the archive root (422).
+    The same run submitted again with another data file is a 409 naming both.
+    """
     state.instrument_config(submission.instrument)
     caller.check_instrument(submission.instrument)
     run, created = record_detected_run(state, submission, caller.name)
@@ -100,9 +118,30 @@ def submit_run(
     return run_item(run)
 
 
-@router.get("", response_model=RunPage)
+def _scoped(query: Select[ReductionRun], caller: Caller) -> Select[ReductionRun]:
+    """Only the runs of the instruments ``caller`` may read."""
+    if caller.instruments:
+        return query.where(ReductionRun.instrument.in_(caller.instruments))
+    return query
+
+
+def _fitting(items: list[RunItem], max_bytes: int) -> list[RunItem]:
+    """The leading items whose JSON fits in ``max_bytes`` (always at least one)."""
+    kept: list[RunItem] = []
+    size = 0
+    for item in items:
+        size += len(item.model_dump_json())
+        if kept and size > max_bytes:
+            break
+        kept.append(item)
+    return kept
+
+
+@router.get("", response_model=RunPage, responses=problems(401, 403))
 def list_runs(
     session: SessionDep,
+    state: StateDep,
+    caller: ReaderDep,
     instrument: Annotated[str | None, Query(max_length=64)] = None,
     status: RunStatus | None = None,
     run_min: RunNumberQuery = None,
@@ -113,9 +152,13 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_RUN_NUMBER)] = 0,
 ) -> RunPage:
-    """Run versions, newest first, filtered and paged."""
-    query = select(ReductionRun)
+    """Run versions, newest first, filtered and paged (only the caller's instruments)."""
+    query = _scoped(select(ReductionRun), caller)
     if instrument is not None:
+        if not caller.may_read(instrument):
+            raise HTTPException(
+                status_code=403, detail=f"{caller.name!r} may not read instrument {instrument!r}"
+            )
         query = query.where(ReductionRun.instrument == instrument)
     if status is not None:
         query = query.where(ReductionRun.status == status.value)
@@ -128,6 +171,7 @@ def list_runs(
     if (end := _utc_or_422(until, "until")) is not None:
         query = query.where(ReductionRun.queued_at < end)
     if q:
+        _text_or_422(q, "q")
         query = query.where(
             or_(
                 ReductionRun.title.contains(q, autoescape=True),
@@ -141,12 +185,24 @@ def list_runs(
         .limit(limit)
         .offset(offset)
     ).all()
-    return RunPage(items=[run_item(run) for run in page], total=total, limit=limit, offset=offset)
+    items = _fitting([run_item(run) for run in page], state.settings.max_page_bytes)
+    following = offset + len(items)
+    return RunPage(
+        items=items,
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_offset=following if following < total else None,
+    )
 
 
-@router.get("/{instrument}/{run_number}", response_model=RunVersions)
-def get_run(instrument: InstrumentName, run_number: RunNumber, session: SessionDep) -> RunVersions:
+@router.get("/{instrument}/{run_number}", response_model=RunVersions, responses=problems(401, 404))
+def get_run(
+    instrument: InstrumentName, run_number: RunNumber, session: SessionDep, caller: ReaderDep
+) -> RunVersions:
     """Every version of one run, ascending."""
+    if not caller.may_read(instrument):  # as if it did not exist: a 404, like an unknown run
+        raise HTTPException(status_code=404, detail=f"run {instrument!r} {run_number} not found")
     versions = find_versions(session, instrument, run_number)
     if not versions:
         raise HTTPException(status_code=404, detail=f"run {instrument!r} {run_number} not found")
@@ -157,7 +213,12 @@ def get_run(instrument: InstrumentName, run_number: RunNumber, session: SessionD
     )
 
 
-@router.post("/{instrument}/{run_number}/reruns", status_code=201, response_model=RunItem)
+@router.post(
+    "/{instrument}/{run_number}/reruns",
+    status_code=201,
+    response_model=RunItem,
+    responses=problems(401, 403, 404, 409, 413),
+)
 def rerun(
     instrument: InstrumentName,
     run_number: RunNumber,
@@ -168,4 +229,4 @@ def rerun(
     """Queue a new version of a run with changed variables (scientist of the instrument, admin)."""
     state.instrument_config(instrument)
     caller.check_instrument(instrument, must_list=caller.role == "scientist")
-    return run_item(record_rerun(state, instrument, run_number, request.variables, caller.name))
+    return run_item(record_rerun(state, instrument, run_number, request, caller.name))

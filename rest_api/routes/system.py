@@ -10,7 +10,9 @@ from sqlalchemy import select, text
 
 from autoreduce.db.models import ProcessorHeartbeat, utcnow
 from autoreduce.state_machine import one_line
+from rest_api.auth import ReaderDep
 from rest_api.dependencies import SessionDep, StateDep
+from rest_api.problems import problems
 from rest_api.schemas import Health, ProcessorItem
 
 router = APIRouter(tags=["system"])
@@ -45,12 +47,21 @@ def health(state: StateDep) -> JSONResponse:
     return JSONResponse(report.model_dump(), status_code=200 if healthy else 503)
 
 
-@router.get("/api/v1/processors", response_model=list[ProcessorItem])
-def list_processors(state: StateDep, session: SessionDep) -> list[ProcessorItem]:
-    """Every queue processor that ever reported, and whether it is alive now."""
-    horizon = utcnow() - timedelta(seconds=3 * state.settings.heartbeat_interval_s)
-    rows = session.scalars(select(ProcessorHeartbeat).order_by(ProcessorHeartbeat.id)).all()
-    return [
+@router.get("/api/v1/processors", response_model=list[ProcessorItem], responses=problems(401))
+def list_processors(
+    state: StateDep, session: SessionDep, _caller: ReaderDep
+) -> list[ProcessorItem]:
+    """The queue processors alive now, and those stopped or silent within
+    ``processor_history_s``; alive first, then the most recently seen."""
+    now = utcnow()
+    horizon = now - timedelta(seconds=3 * state.settings.heartbeat_interval_s)
+    history = now - timedelta(seconds=state.settings.processor_history_s)
+    rows = session.scalars(
+        select(ProcessorHeartbeat)
+        .where(ProcessorHeartbeat.last_seen_at >= history)
+        .order_by(ProcessorHeartbeat.last_seen_at.desc(), ProcessorHeartbeat.id)
+    ).all()
+    items = [
         ProcessorItem(
             id=row.id,
             host=row.host,
@@ -63,3 +74,4 @@ def list_processors(state: StateDep, session: SessionDep) -> list[ProcessorItem]
         )
         for row in rows
     ]
+    return sorted(items, key=lambda item: not item.alive)  # stable: recency kept within each

@@ -107,7 +107,8 @@ def _write_config(
     root: Path, instruments: dict[str, dict[str, Any]], extra: dict[str, Any]
 ) -> Path:
     lines = [f"{key} = {_toml_value(value)}" for key, value in extra.items()]
-    lines += [f'data_dir = "{root / "data"}"', "", "[archive]", f'root = "{root / "archive"}"']
+    lines += [f'data_dir = "{root / "data"}"', "public_read = true"]
+    lines += ["", "[archive]", f'root = "{root / "archive"}"']
     for name, table in instruments.items():
         lines += [
             "",

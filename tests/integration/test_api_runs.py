@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import h5py
-import pluggy
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 
-from autoreduce import hookspecs
 from autoreduce.db import Database
 from autoreduce.db.models import (
     Instrument,
@@ -29,86 +27,12 @@ from autoreduce.db.models import (
     RunStatus,
 )
 from autoreduce.messages import PENDING_QUEUE, RunMessage, parse_run_message
-from autoreduce.plugin import PROJECT, Variable, hookimpl
 from autoreduce.plugin_manager import Plugins
 from autoreduce.settings import Settings
 from autoreduce.tokens import create_token, revoke_token
 from autoreduce.transport import open_transport
 from rest_api import create_app
-
-RUNS = "/api/v1/runs"
-
-
-class NoopVariables:
-    """The variables of the ``noop`` plugin, registered under its name for these tests."""
-
-    @hookimpl
-    def reduction_variables(self, instrument: str) -> list[Variable]:
-        return [
-            Variable("sleep_s", "float", 0.0, "Seconds to sleep.", minimum=0.0),
-            Variable(
-                "fault",
-                "str",
-                "none",
-                "Fail on purpose.",
-                advanced=True,
-                choices=("none", "raise", "hang", "memory", "segfault", "exit"),
-            ),
-        ]
-
-
-@pytest.fixture
-def plugins() -> Plugins:
-    manager = pluggy.PluginManager(PROJECT)
-    manager.add_hookspecs(hookspecs)
-    manager.register(NoopVariables(), name="noop")
-    return Plugins(manager)
-
-
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
-    return make_settings(GEM="noop", WISH="noop", BROKEN="not_installed", database_url=database_url)
-
-
-@pytest.fixture
-def app_client(settings: Settings, plugins: Plugins) -> Iterator[TestClient]:
-    """The API without its relay thread (tests drive the relay themselves)."""
-    with TestClient(create_app(settings, relay=False, plugins=plugins)) as client:
-        yield client
-
-
-@pytest.fixture
-def db(app_client: TestClient) -> Database:
-    database: Database = app_client.app.state.api.database  # type: ignore[attr-defined]
-    return database
-
-
-@pytest.fixture
-def auth(db: Database) -> Callable[..., dict[str, str]]:
-    """``auth("detector", "GEM")``: headers carrying a new token of that role and instruments."""
-    counter = iter(range(1000))
-
-    def headers(role: str, *instruments: str) -> dict[str, str]:
-        token = create_token(db, f"{role}-{next(counter)}", role, instruments)
-        return {"Authorization": f"Bearer {token}"}
-
-    return headers
-
-
-def run_body(run_number: Any = 44733, instrument: str = "GEM", **extra: Any) -> dict[str, Any]:
-    return {"instrument": instrument, "run_number": run_number, "data_path": "/a/b.nxs", **extra}
-
-
-def count(db: Database, model: type[Any]) -> int:
-    with db.session() as session:
-        return int(session.scalar(select(func.count()).select_from(model)) or 0)
-
-
-def outbox_bodies(db: Database) -> list[RunMessage]:
-    with db.session() as session:
-        bodies = session.scalars(select(OutboxMessage.body).order_by(OutboxMessage.id)).all()
-    return [parse_run_message(body) for body in bodies]
-
+from tests.api_client import RUNS, count, data_file, outbox_bodies, run_body
 
 # --- submitting a detected run ---------------------------------------------------------------
 
@@ -129,19 +53,18 @@ def test_new_run_is_201_and_the_same_run_again_is_200_with_one_row(
 
 
 def test_recorded_run_is_queued_with_resolved_variables_and_its_submitter(
-    app_client: TestClient, auth: Callable[..., dict[str, str]]
+    app_client: TestClient, auth: Callable[..., dict[str, str]], settings: Settings
 ) -> None:
     detected_at = "2026-11-24T06:40:00.123+01:00"
 
     run = app_client.post(
-        RUNS,
-        json=run_body(detected_at=detected_at, variables={"sleep_s": 2}),
-        headers=auth("detector"),
+        RUNS, json=run_body(detected_at=detected_at), headers=auth("detector")
     ).json()
 
     assert run["status"] == "Queued"
     assert (run["run_version"], run["reason"], run["submitted_by"]) == (0, "detected", "detector-0")
-    assert run["variables"] == {"sleep_s": 2.0, "fault": "none"}
+    assert run["variables"] == {"sleep_s": 0.0, "fault": "none"}
+    assert run["data_path"] == str(data_file(settings, "GEM", 44733).resolve())
     assert run["detected_at"] == "2026-11-24T05:40:00.123000Z"
     assert run["queued_at"].endswith("Z")
 
@@ -158,6 +81,7 @@ def test_run_and_its_outbox_message_are_recorded_together(
     assert message.submitted_by == "detector-0"
 
 
+@pytest.mark.usefixtures("data_files")
 def test_a_failure_while_writing_the_outbox_records_no_run(
     settings: Settings,
     plugins: Plugins,
@@ -187,7 +111,7 @@ def test_unknown_instrument_is_404_naming_it_and_the_configured_ones(
 
     assert response.status_code == 404
     assert "'MARI'" in response.json()["detail"]
-    assert "BROKEN, GEM, WISH" in response.json()["detail"]
+    assert "BADVARS, BROKEN, GEM, WISH" in response.json()["detail"]
 
 
 def test_unknown_plugin_still_records_the_run_in_error_without_a_message(
@@ -204,7 +128,7 @@ def test_unknown_plugin_still_records_the_run_in_error_without_a_message(
 def test_invalid_variables_still_record_the_run_in_error_with_the_reason(
     app_client: TestClient, auth: Callable[..., dict[str, str]], db: Database
 ) -> None:
-    body = run_body(variables={"sleep_s": -1})
+    body = run_body(instrument="BADVARS")  # its TOML default sleep_s = -1 breaks the minimum
 
     response = app_client.post(RUNS, json=body, headers=auth("detector"))
 
@@ -267,7 +191,7 @@ def test_a_token_limited_to_other_instruments_is_403(
 @pytest.mark.parametrize(
     "body",
     [
-        {"instrument": "GEM", "data_path": "/a.nxs"},
+        {"instrument": "GEM"},
         run_body(run_number=-1),
         run_body(run_number=2**63),
         run_body(run_number=10**30),
@@ -277,6 +201,7 @@ def test_a_token_limited_to_other_instruments_is_403(
         run_body(detected_at="yesterday"),
         run_body(detected_at="0001-01-01T00:00:00+05:00"),
         run_body(variables=[1, 2]),
+        run_body(variables={"sleep_s": 1}),  # a detected run's values come from the rules
         run_body(unexpected="field"),
         [1, 2, 3],
         "a string",
@@ -396,6 +321,7 @@ def test_odd_read_requests_are_answered_without_a_server_error(
 # --- the relay publishes to the broker --------------------------------------------------------
 
 
+@pytest.mark.usefixtures("data_files")
 def test_the_relay_publishes_a_recorded_run_to_the_sql_queue(
     settings: Settings, plugins: Plugins
 ) -> None:
@@ -630,7 +556,7 @@ def test_instruments_show_plugin_variables_counts_and_plugin_errors(
 
     instruments = {i["name"]: i for i in app_client.get("/api/v1/instruments").json()}
 
-    assert sorted(instruments) == ["BROKEN", "GEM", "WISH"]
+    assert sorted(instruments) == ["BADVARS", "BROKEN", "GEM", "WISH"]
     gem = instruments["GEM"]
     assert (gem["plugin"], gem["paused"], gem["latest_run_number"]) == ("noop", False, 12)
     assert gem["run_counts"]["Queued"] == 1
@@ -708,13 +634,15 @@ def test_an_unknown_output_is_404(app_client: TestClient) -> None:
     assert app_client.get("/api/v1/outputs/999").status_code == 404
 
 
-def test_processors_are_listed_alive_only_when_recently_seen_and_not_stopped(
+def test_processors_are_listed_alive_first_then_recently_dead_ones(
     app_client: TestClient, db: Database
 ) -> None:
     now = datetime.now(UTC)
     long_ago = now - timedelta(hours=1)
+    forgotten = now - timedelta(days=2)
+    runs = [("a", now, None), ("b", long_ago, None), ("c", now, now), ("d", forgotten, forgotten)]
     with db.session() as session:
-        for name, seen, stopped in [("a", now, None), ("b", long_ago, None), ("c", now, now)]:
+        for name, seen, stopped in runs:
             session.add(
                 ProcessorHeartbeat(
                     id=name,
@@ -728,7 +656,8 @@ def test_processors_are_listed_alive_only_when_recently_seen_and_not_stopped(
 
     processors = app_client.get("/api/v1/processors").json()
 
-    assert [(p["id"], p["alive"]) for p in processors] == [("a", True), ("b", False), ("c", False)]
+    # alive first, then the most recently seen; those gone for over a day are not listed
+    assert [(p["id"], p["alive"]) for p in processors] == [("a", True), ("c", False), ("b", False)]
 
 
 def test_health_is_ok_when_database_and_broker_answer(app_client: TestClient) -> None:
@@ -741,7 +670,9 @@ def test_health_is_ok_when_database_and_broker_answer(app_client: TestClient) ->
 def test_health_is_503_with_reasons_when_the_database_is_unreachable(
     make_settings: Callable[..., Settings], plugins: Plugins
 ) -> None:
-    settings = make_settings(GEM="noop", database_url="mysql+pymysql://root@127.0.0.1:1/autoreduce")
+    settings = make_settings(
+        GEM="noop", database_url="mysql+pymysql://root@127.0.0.1:1/autoreduce", public_read=True
+    )
 
     with TestClient(create_app(settings, plugins=plugins)) as client:
         response = client.get("/health")
@@ -812,17 +743,15 @@ def test_concurrent_reruns_get_distinct_versions(
 
 
 def test_experiment_ref_and_title_are_read_from_the_nexus_file(
-    app_client: TestClient, auth: Callable[..., dict[str, str]], tmp_path: Path
+    app_client: TestClient, auth: Callable[..., dict[str, str]], settings: Settings
 ) -> None:
-    data_path = tmp_path / "GEM00044733.nxs"
+    data_path = data_file(settings, "GEM", 44733)
     with h5py.File(data_path, "w") as nexus:
         entry = nexus.create_group("raw_data_1")
         entry.attrs["NX_class"] = "NXentry"
         entry["experiment_identifier"] = "1920123"
         entry["title"] = "Vanadium rod"
 
-    run = app_client.post(
-        RUNS, json=run_body(data_path=str(data_path)), headers=auth("detector")
-    ).json()
+    run = app_client.post(RUNS, json=run_body(), headers=auth("detector")).json()
 
     assert (run["experiment_ref"], run["title"]) == ("1920123", "Vanadium rod")
