@@ -80,7 +80,3 @@ def read_run_metadata(path: Path) -> RunMetadata:
     except Exception as error:  # h5py raises OSError, KeyError, RuntimeError... all mean "unread"
         logger.warning("cannot read run metadata from %s: %s", path, error)
         return RunMetadata()
-
-
-def read_run_metadata_within(path: Path, timeout_s: float) -> RunMetadata:  # TEMP shim
-    return read_run_metadata(path)
