@@ -1,19 +1,31 @@
 """Read a run's metadata (experiment reference and title) from its NeXus file.
 
-Recording a run must never fail because of its data file: whatever is missing or unreadable
-comes back as an empty string, with the reason logged as a warning.
+Recording a run must never fail because of its data file: whatever is missing, unreadable or
+refused comes back as an empty string, with the reason logged as a warning. The file is opened
+only if it is a regular file, without blocking (:mod:`autoreduce.nexus_file`), and each value is
+read only if it is one string of at most :data:`MAX_TEXT_BYTES` bytes stored in the file itself
+(:mod:`autoreduce.nexus_text` lists what is refused and how each bound is enforced).
 """
 
 from __future__ import annotations
 
 import logging
-import string
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import h5py
-import numpy as np
+
+from autoreduce.nexus_file import FileSnapshot, open_regular_file
+from autoreduce.nexus_text import (
+    MAX_TEXT_BYTES,
+    Refused,
+    hard_link_child,
+    read_text_attribute,
+    read_text_dataset,
+)
+
+__all__ = ["MAX_TEXT_BYTES", "RunMetadata", "read_run_metadata", "read_run_metadata_within"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,57 +38,78 @@ class RunMetadata:
     title: str = ""
 
 
-def _as_text(value: Any) -> str:
-    """A scalar, 1-element array, bytes or str dataset value as stripped text."""
-    if isinstance(value, np.ndarray):
-        if value.size != 1:
-            raise ValueError(f"expected one value, found {value.size}")
-        value = value.reshape(-1)[0]
-    if isinstance(value, bytes | np.bytes_):
-        value = bytes(value).decode("utf-8", errors="replace")
-    if isinstance(value, np.generic):
-        value = value.item()
-    return str(value).strip(string.whitespace + "\x00")
+def _first_entry(nexus: h5py.File, path: Path) -> h5py.Group | None:
+    """The first group whose NX_class is NXentry (in name order), else a group named entry.
 
-
-def _first_entry(nexus: h5py.File) -> h5py.Group | None:
-    """The first group whose NX_class is NXentry (in name order), else a group named entry."""
+    Only hard links are followed; a group whose NX_class cannot be read is skipped.
+    """
     for name in sorted(nexus):
-        item = nexus.get(name)
-        if isinstance(item, h5py.Group) and _as_text(item.attrs.get("NX_class", "")) == "NXentry":
-            return item
-    fallback = nexus.get("entry")
+        try:
+            item = hard_link_child(nexus, name)
+            if isinstance(item, h5py.Group) and read_text_attribute(item, "NX_class") == "NXentry":
+                return item
+        except (Refused, OSError, KeyError, ValueError, TypeError) as error:
+            logger.warning("skipping /%s of %s: %s", name, path, error)
+    try:
+        fallback = hard_link_child(nexus, "entry")
+    except Refused as error:
+        logger.warning("skipping /entry of %s: %s", path, error)
+        return None
     return fallback if isinstance(fallback, h5py.Group) else None
 
 
-def _read_field(entry: h5py.Group, name: str, path: Path) -> str:
-    item = entry.get(name)
-    if not isinstance(item, h5py.Dataset):
-        logger.warning("no %s in %s's %s", name, path, entry.name)
-        return ""
+def _read_field(entry: h5py.Group, name: str, path: Path, snapshot: FileSnapshot) -> str:
     try:
-        return _as_text(item[()])
-    except (OSError, ValueError, TypeError) as error:
-        logger.warning("cannot read %s%s: %s", path, item.name, error)
+        item = hard_link_child(entry, name)
+        if not isinstance(item, h5py.Dataset):
+            logger.warning("no %s dataset in %s's %s", name, path, entry.name)
+            return ""
+        return read_text_dataset(item, snapshot)
+    except (Refused, OSError, KeyError, ValueError, TypeError) as error:
+        logger.warning("cannot read %s%s/%s: %s", path, entry.name, name, error)
         return ""
 
 
 def read_run_metadata(path: Path) -> RunMetadata:
     """Read ``experiment_identifier`` and ``title`` from the first NXentry of ``path``.
 
-    Never raises: a missing, unreadable or corrupt file, or a missing field, gives empty strings
-    and a warning naming the reason.
+    Never raises: a missing, unreadable, corrupt or non-regular file, a missing field, or a field
+    refused by :func:`autoreduce.nexus_text.read_text_dataset` gives empty strings and a warning
+    naming the reason. Each string is at most :data:`MAX_TEXT_BYTES` bytes (UTF-8 encoded, before
+    decoding); callers truncate further.
     """
     try:
-        with h5py.File(path, "r") as nexus:
-            entry = _first_entry(nexus)
+        with open_regular_file(path) as snapshot, h5py.File(snapshot, "r") as nexus:
+            entry = _first_entry(nexus, path)
             if entry is None:
                 logger.warning("no NXentry in %s", path)
                 return RunMetadata()
             return RunMetadata(
-                experiment_ref=_read_field(entry, "experiment_identifier", path),
-                title=_read_field(entry, "title", path),
+                experiment_ref=_read_field(entry, "experiment_identifier", path, snapshot),
+                title=_read_field(entry, "title", path, snapshot),
             )
     except Exception as error:  # h5py raises OSError, KeyError, RuntimeError... all mean "unread"
         logger.warning("cannot read run metadata from %s: %s", path, error)
         return RunMetadata()
+
+
+def read_run_metadata_within(path: Path, timeout_s: float) -> RunMetadata:
+    """:func:`read_run_metadata` on a daemon thread, giving up after ``timeout_s`` seconds.
+
+    Past the time limit it returns empty metadata with a warning; the read cannot be interrupted,
+    so its thread is abandoned (it ends with the read, or with the process). Note that h5py
+    serialises all HDF5 calls of a process: while an abandoned read is stuck inside HDF5, other
+    metadata reads time out too.
+    """
+    done = threading.Event()
+    results: list[RunMetadata] = []
+
+    def read() -> None:
+        results.append(read_run_metadata(path))
+        done.set()
+
+    threading.Thread(target=read, name=f"metadata of {path.name}", daemon=True).start()
+    if not done.wait(timeout_s):
+        logger.warning("metadata read of %s took longer than %s s; giving up", path, timeout_s)
+        return RunMetadata()
+    return results[0]
