@@ -201,7 +201,7 @@ class QueueProcessor:
             return self._finish_early(run, attempt, RunStatus.ERROR, reason)
         info = _run_info(run)
         try:
-            skip_reason = self.plugins.skip_reason(info)
+            skip_reason = self.plugins.skip_reason(info, plugin=config.plugin)
         except Exception as error:
             skip_reason = None
             logger.exception("a skip_run hook raised %s; the run goes on", error)
@@ -285,8 +285,11 @@ class QueueProcessor:
                 plots=[Path(name) for name in outcome.plots],
                 summary=outcome.summary,
             )
+        config = self.settings.instruments.get(run.instrument)
         try:
-            self.plugins.run_finished(_run_info(run), str(status), result)
+            self.plugins.run_finished(
+                _run_info(run), str(status), result, plugin=config.plugin if config else None
+            )
         except Exception:
             logger.exception("a run_finished hook raised; ignored")
 

@@ -18,7 +18,7 @@ from autoreduce import hookspecs
 from autoreduce.db import Database
 from autoreduce.db.models import Instrument, QueueMessage, ReductionRun, RunStatus, utcnow
 from autoreduce.messages import DEAD_LETTER_QUEUE, PENDING_QUEUE, RunMessage
-from autoreduce.plugin import PROJECT, ReductionContext, ReductionResult, hookimpl
+from autoreduce.plugin import PROJECT, ReductionContext, ReductionResult, RunInfo, hookimpl
 from autoreduce.plugin_manager import Plugins
 from autoreduce.settings import Settings
 from autoreduce.transport.sql import SqlTransport
@@ -523,6 +523,18 @@ class OutputsAsAsked:
         return ReductionResult(files=[Path(options.get("returns", "result.txt"))])
 
 
+class SkipsEverything:
+    """A third-party plugin whose ``skip_run`` skips every run it is asked about."""
+
+    @hookimpl
+    def skip_run(self, run: RunInfo) -> str | None:
+        return "a calibration run"
+
+    @hookimpl
+    def reduce(self, context: ReductionContext) -> ReductionResult:
+        raise AssertionError("every run is skipped")
+
+
 @pytest.fixture
 def plugins() -> Plugins:
     """The ``noop`` plugin and the test plugins, in a manager of their own."""
@@ -530,6 +542,7 @@ def plugins() -> Plugins:
     manager.add_hookspecs(hookspecs)
     manager.register(noop, name="noop")
     manager.register(OutputsAsAsked(), name="outputs_as_asked")
+    manager.register(SkipsEverything(), name="skips_everything")
     return Plugins(manager)
 
 
@@ -617,3 +630,19 @@ def test_a_run_directory_swapped_for_a_symlink_during_reduction_is_error_and_not
     )
     assert [p.name for p in victim.iterdir()] == ["v0"]
     assert (victim / "v0" / "precious.txt").read_text() == "keep me"
+
+
+def test_another_plugins_skip_run_does_not_skip_this_instruments_runs(
+    processor_of: Callable[..., tuple[QueueProcessor, Callable[..., ReductionRun]]],
+    database: Database,
+) -> None:
+    processor, submit = processor_of(GEM="noop", LOQ="skips_everything")
+    gem = submit(171)
+    loq = submit(172, instrument="LOQ")
+
+    processor.process_next(wait_s=5)
+    processor.process_next(wait_s=5)
+
+    assert reload(database, gem).status == RunStatus.COMPLETED
+    skipped = reload(database, loq)
+    assert (skipped.status, skipped.message) == (RunStatus.SKIPPED, "a calibration run")
