@@ -40,7 +40,9 @@ def safe_component(value: object, *, what: str) -> str:
 def confine(root: Path, path: Path | str, *, what: str = "path") -> Path:
     """``path`` resolved (symlinks followed; relative paths taken under ``root``), or raise.
 
-    ``root`` itself is resolved the same way; the result must be ``root`` or lie below it.
+    ``root`` itself is resolved the same way; the result must be ``root`` or lie below it. The
+    check is made when called: a path changed afterwards (a directory swapped for a symlink) is
+    checked again by calling again.
 
     Raises:
         UnsafePathError: the path resolves outside ``root``, or cannot be resolved at all
@@ -56,4 +58,26 @@ def confine(root: Path, path: Path | str, *, what: str = "path") -> Path:
         raise UnsafePathError(f"{what} {str(path)[:200]!r} cannot be resolved: {error}") from None
     if not resolved.is_relative_to(resolved_root):
         raise UnsafePathError(f"{what} {str(path)[:200]!r} lies outside {resolved_root}")
+    for part in (resolved, *resolved.parents):  # realpath leaves a loop's symlink unresolved
+        if part == resolved_root:
+            break
+        if part.is_symlink():
+            raise UnsafePathError(
+                f"{what} {str(path)[:200]!r} cannot be resolved: symlink loop at {part}"
+            )
     return resolved
+
+
+def relative_name(root: Path, path: Path | str, *, what: str = "path") -> str:
+    """``path`` confined under ``root`` (see :func:`confine`) as a POSIX name relative to it.
+
+    The name is of the resolved path: a symlink inside ``root`` gives its target's name.
+
+    Raises:
+        UnsafePathError: as :func:`confine`, or the path is ``root`` itself.
+    """
+    resolved = confine(root, path, what=what)
+    name = resolved.relative_to(os.path.realpath(root)).as_posix()
+    if name == ".":
+        raise UnsafePathError(f"{what} {str(path)[:200]!r} is the directory itself")
+    return name

@@ -55,12 +55,33 @@ class Plugins:
     def warm_up(self) -> None:
         self.manager.hook.warm_up()
 
-    def skip_reason(self, run: RunInfo) -> str | None:
-        reason = self.manager.hook.skip_run(run=run)
+    def _observers(self, plugin_name: str | None, hook: str) -> Any:
+        """``hook`` of the plugin ``plugin_name`` (if installed) and of the global observers.
+
+        A global observer is a plugin whose ``observes_all_instruments`` answers True.
+        """
+        own = self.manager.get_plugin(plugin_name) if plugin_name else None
+        observers = [own] if own is not None else []
+        for impl in self.manager.hook.observes_all_instruments.get_hookimpls():
+            if impl.function():
+                observers.append(impl.plugin)
+        others = [
+            plugin
+            for plugin in self.manager.get_plugins()
+            if not any(plugin is observer for observer in observers)
+        ]
+        return self.manager.subset_hook_caller(hook, remove_plugins=others)
+
+    def skip_reason(self, run: RunInfo, *, plugin: str | None) -> str | None:
+        """The first reason to skip ``run`` from ``plugin`` (its instrument's) or an observer."""
+        reason = self._observers(plugin, "skip_run")(run=run)
         return str(reason) if reason else None
 
-    def run_finished(self, run: RunInfo, status: str, result: ReductionResult | None) -> None:
-        self.manager.hook.run_finished(run=run, status=status, result=result)
+    def run_finished(
+        self, run: RunInfo, status: str, result: ReductionResult | None, *, plugin: str | None
+    ) -> None:
+        """Tell ``plugin`` (the run's instrument's) and the global observers how ``run`` ended."""
+        self._observers(plugin, "run_finished")(run=run, status=status, result=result)
 
 
 @cache

@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from autoreduce.paths import UnsafePathError, confine, safe_component
+
 INSTRUMENT_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
 
 
@@ -179,16 +181,30 @@ class Settings(BaseSettings):
     def output_dir(
         self, instrument: str, run_number: int, run_version: int, experiment_ref: str
     ) -> Path:
-        return Path(
-            self.instruments[instrument].output.format(
-                outputs=self.outputs_root,
-                root=self.archive.root,
-                instrument=instrument,
-                experiment_ref=experiment_ref or "unknown",
-                run_number=run_number,
-                run_version=run_version,
-            )
+        """The run's output directory from the instrument's ``output`` template, resolved.
+
+        The template is the operator's and trusted; the values filled into it are not. Each is
+        checked to be one safe path component (an empty ``experiment_ref`` is ``unknown``), and
+        the filled-in path, symlinks followed, must lie strictly below :attr:`outputs_root`, so
+        that the work directory beside it lies below the root too.
+
+        Raises:
+            UnsafePathError: a value cannot be used in a path, or the directory lies outside the
+                outputs root (or is the root itself); the message says which.
+        """
+        root = self.outputs_root
+        path = self.instruments[instrument].output.format(
+            outputs=root,
+            root=self.archive.root,
+            instrument=safe_component(instrument, what="instrument"),
+            experiment_ref=safe_component(experiment_ref or "unknown", what="experiment reference"),
+            run_number=safe_component(run_number, what="run number"),
+            run_version=safe_component(run_version, what="run version"),
         )
+        resolved = confine(root, path, what="output directory")
+        if resolved == root:
+            raise UnsafePathError(f"output directory {path!r} is the outputs root itself")
+        return resolved
 
 
 def load_settings(**overrides: Any) -> Settings:

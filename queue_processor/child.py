@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from autoreduce.paths import UnsafePathError, relative_name
 from autoreduce.plugin import ReductionContext
 from autoreduce.plugin_manager import Plugins
 
@@ -70,16 +71,34 @@ def _limit_memory(memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
 
 
+class OutputRefused(ValueError):
+    """A plugin returned an output that is not a regular file inside its output directory."""
+
+
+def refused_output_reason(kind: str, name: object) -> str:
+    """The run's reason when the plugin returned ``name`` as a ``kind`` (file, plot)."""
+    return f"plugin returned {kind} {str(name)!r}, which is not a file inside its output directory"
+
+
 def _relative_outputs(paths: list[Path], work_dir: Path, kind: str) -> list[str]:
+    """Each path (absolute, or relative to ``work_dir``) as a name relative to ``work_dir``.
+
+    A symlink is named as its target, which must lie inside ``work_dir`` too.
+
+    Raises:
+        OutputRefused: a path that is not a regular file inside ``work_dir`` (absolute elsewhere,
+            through ``..``, a symlink out, a directory, missing); the run is Error, not the entry
+            dropped: a plugin's result that lies about its files is a broken plugin.
+    """
     names = []
-    root = work_dir.resolve()
     for path in paths:
-        resolved = (path if path.is_absolute() else work_dir / path).resolve()
-        if not resolved.is_relative_to(root):
-            raise ValueError(f"plugin returned {kind} {path} outside its output directory")
-        if not resolved.is_file():
-            raise ValueError(f"plugin returned {kind} {path} that does not exist")
-        names.append(str(resolved.relative_to(root)))
+        try:
+            name = relative_name(work_dir, path)
+        except (UnsafePathError, TypeError):
+            raise OutputRefused(refused_output_reason(kind, path)) from None
+        if not (work_dir / name).is_file():
+            raise OutputRefused(refused_output_reason(kind, path))
+        names.append(name)
     return names
 
 
@@ -110,6 +129,9 @@ def reduce_job(job: ReductionJob, plugins: Plugins) -> dict[str, object]:
             "files": _relative_outputs(result.files, job.work_dir, "file"),
             "plots": _relative_outputs(result.plots, job.work_dir, "plot"),
         }
+    except OutputRefused as refused:
+        logger.error("%s", refused)
+        return {"ok": False, "reason": str(refused)}
     except MemoryError:
         logger.exception("the reduction ran out of memory")
         return {"ok": False, "reason": f"plugin exceeded its memory limit of {job.memory_mb} MB"}

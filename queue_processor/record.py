@@ -3,6 +3,12 @@
 Outputs are written to a temporary sibling of the run's output directory and renamed into place
 when the child is done, so a reader never sees half a run. The record is one transaction: the
 final state (fenced by the attempt that produced it) and the output rows.
+
+Nothing is created, moved or removed until the directories involved are checked (again, since
+the plugin ran in between) to be real directories below the outputs root
+(:class:`~autoreduce.paths.UnsafePathError` otherwise), and only regular files inside the output
+directory are recorded as outputs. What a plugin itself writes outside its output directory
+cannot be prevented here (that needs a sandbox); it is only never recorded or served.
 """
 
 from __future__ import annotations
@@ -15,25 +21,48 @@ from pathlib import Path
 
 from autoreduce.db import Database
 from autoreduce.db.models import RunOutput, RunStatus, utcnow
+from autoreduce.paths import UnsafePathError, confine, relative_name
 from autoreduce.state_machine import transition
+from queue_processor.child import refused_output_reason
 from queue_processor.isolation import LOG_NAME, Outcome
 
 logger = logging.getLogger("autoreduce.process")
 
 
-def work_dir_for(output_dir: Path) -> Path:
+def _check_below(outputs_root: Path, directory: Path, what: str) -> None:
+    """Raise unless ``directory`` is itself (no symlink) strictly below ``outputs_root``."""
+    resolved = confine(outputs_root, directory, what=what)
+    if resolved != directory:
+        raise UnsafePathError(f"{what} {str(directory)!r} now resolves to {str(resolved)!r}")
+    if resolved == confine(outputs_root, outputs_root):
+        raise UnsafePathError(f"{what} {str(directory)!r} is the outputs root itself")
+
+
+def work_dir_for(output_dir: Path, outputs_root: Path) -> Path:
     """A fresh temporary directory beside ``output_dir`` for one attempt.
 
     What earlier attempts of the same run left behind (their processor died) is removed.
+    ``output_dir`` is resolved (see :meth:`Settings.output_dir`) and is checked again first.
+
+    Raises:
+        UnsafePathError: ``output_dir`` is not strictly below ``outputs_root``.
     """
+    _check_below(outputs_root, output_dir, "output directory")
     if output_dir.parent.is_dir():
         for stale in output_dir.parent.glob(f".{output_dir.name}.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
     return output_dir.parent / f".{output_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
 
 
-def move_into_place(work_dir: Path, output_dir: Path) -> None:
-    """Replace ``output_dir`` (a stale earlier attempt, if any) with ``work_dir``."""
+def move_into_place(work_dir: Path, output_dir: Path, outputs_root: Path) -> None:
+    """Replace ``output_dir`` (a stale earlier attempt, if any) with ``work_dir``.
+
+    Raises:
+        UnsafePathError: either directory no longer resolves to itself strictly below
+            ``outputs_root`` (the plugin swapped one for a symlink); nothing is moved.
+    """
+    _check_below(outputs_root, output_dir, "output directory")
+    _check_below(outputs_root, work_dir, "work directory")
     if output_dir.exists():
         stale = output_dir.parent / f".{output_dir.name}.stale-{uuid.uuid4().hex[:8]}"
         os.replace(output_dir, stale)
@@ -41,10 +70,39 @@ def move_into_place(work_dir: Path, output_dir: Path) -> None:
     os.replace(work_dir, output_dir)
 
 
+def _is_output_file(output_dir: Path, name: str) -> bool:
+    """``name`` is a regular file inside ``output_dir``, named as itself (no symlink on the way)."""
+    try:
+        return relative_name(output_dir, name) == name and (output_dir / name).is_file()
+    except UnsafePathError:
+        return False
+
+
+def refused_output(output_dir: Path, outcome: Outcome) -> str | None:
+    """Why one of the outcome's files or plots may not be recorded, or None if all may be.
+
+    Each must be a relative name of a regular file inside ``output_dir``, reached without a
+    symlink. The child checked this already; it is checked again because the plugin ran in the
+    child and could have changed the verdict or the files since.
+    """
+    for kind, names in (("file", outcome.files), ("plot", outcome.plots)):
+        for name in names:
+            if not _is_output_file(output_dir, name):
+                return refused_output_reason(kind, name)
+    return None
+
+
 def _output_rows(run_id: int, output_dir: Path, outcome: Outcome) -> list[dict[str, object]]:
+    """The outcome's files and plots (checked by :func:`refused_output`) and the run's log.
+
+    The log is recorded only if it is a regular file inside ``output_dir``: a plugin can replace
+    it with a symlink to anything, which is not served.
+    """
     entries = [("data", name) for name in outcome.files] + [("plot", n) for n in outcome.plots]
-    if (output_dir / LOG_NAME).is_file():
+    if _is_output_file(output_dir, LOG_NAME):
         entries.append(("log", LOG_NAME))
+    elif os.path.lexists(output_dir / LOG_NAME):
+        logger.warning("%s is not a regular file in %s; not recorded", LOG_NAME, output_dir)
     rows = []
     for kind, name in entries:
         path = output_dir / name

@@ -21,6 +21,7 @@ from pathlib import Path
 from autoreduce.db import Database
 from autoreduce.db.models import ReductionRun, RunStatus
 from autoreduce.messages import PENDING_QUEUE, InvalidMessage, parse_run_message
+from autoreduce.paths import UnsafePathError
 from autoreduce.plugin import ReductionResult, RunInfo
 from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.settings import Settings
@@ -32,6 +33,7 @@ from queue_processor.record import (
     move_into_place,
     record_outcome,
     record_without_reduction,
+    refused_output,
     release_run,
     requeue_for_retry,
     work_dir_for,
@@ -199,7 +201,7 @@ class QueueProcessor:
             return self._finish_early(run, attempt, RunStatus.ERROR, reason)
         info = _run_info(run)
         try:
-            skip_reason = self.plugins.skip_reason(info)
+            skip_reason = self.plugins.skip_reason(info, plugin=config.plugin)
         except Exception as error:
             skip_reason = None
             logger.exception("a skip_run hook raised %s; the run goes on", error)
@@ -208,14 +210,19 @@ class QueueProcessor:
         if not Path(run.data_path).is_file():
             reason = f"data file {run.data_path} not found"
             return self._finish_early(run, attempt, RunStatus.ERROR, reason)
-        output_dir = self.settings.output_dir(
-            run.instrument, run.run_number, run.run_version, run.experiment_ref
-        )
+        outputs_root = self.settings.outputs_root
+        try:  # values from the data file: nothing is created or removed until they are checked
+            output_dir = self.settings.output_dir(
+                run.instrument, run.run_number, run.run_version, run.experiment_ref
+            )
+            work_dir = work_dir_for(output_dir, outputs_root)
+        except UnsafePathError as error:
+            return self._finish_early(run, attempt, RunStatus.ERROR, str(error))
         job = ReductionJob(
             plugin=config.plugin,
             run=info,
             variables=dict(run.variables or {}),
-            work_dir=work_dir_for(output_dir),
+            work_dir=work_dir,
             timeout_s=config.timeout_s,
             memory_mb=config.memory_mb,
         )
@@ -223,7 +230,13 @@ class QueueProcessor:
         if self._stop.is_set() and outcome.reason.startswith("abandoned"):
             shutil.rmtree(job.work_dir, ignore_errors=True)
             return Verdict(RunStatus.QUEUED, Settle.RELEASE, outcome.reason, outcome)
-        move_into_place(job.work_dir, output_dir)  # even a crash's log is worth reading
+        try:  # the plugin ran in between: checked again before anything is moved
+            move_into_place(job.work_dir, output_dir, outputs_root)  # a crash's log is worth it
+        except UnsafePathError as error:
+            logger.error("%s: outputs left in %s: %s", _label(run), job.work_dir, error)
+            return self._finish_early(run, attempt, RunStatus.ERROR, str(error))
+        if outcome.ok and (refused := refused_output(output_dir, outcome)):
+            outcome.ok, outcome.reason, outcome.files, outcome.plots = False, refused, [], []
         return self._record(run, attempt, output_dir, outcome)
 
     def _record(
@@ -272,8 +285,11 @@ class QueueProcessor:
                 plots=[Path(name) for name in outcome.plots],
                 summary=outcome.summary,
             )
+        config = self.settings.instruments.get(run.instrument)
         try:
-            self.plugins.run_finished(_run_info(run), str(status), result)
+            self.plugins.run_finished(
+                _run_info(run), str(status), result, plugin=config.plugin if config else None
+            )
         except Exception:
             logger.exception("a run_finished hook raised; ignored")
 

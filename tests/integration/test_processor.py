@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -9,30 +10,41 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pluggy
 import pytest
 from sqlalchemy import make_url, select
 
+from autoreduce import hookspecs
 from autoreduce.db import Database
 from autoreduce.db.models import Instrument, QueueMessage, ReductionRun, RunStatus, utcnow
 from autoreduce.messages import DEAD_LETTER_QUEUE, PENDING_QUEUE, RunMessage
+from autoreduce.plugin import PROJECT, ReductionContext, ReductionResult, RunInfo, hookimpl
+from autoreduce.plugin_manager import Plugins
 from autoreduce.settings import Settings
 from autoreduce.transport.sql import SqlTransport
+from plugins import noop
 from queue_processor.isolation import LOG_NAME
 from queue_processor.worker import QueueProcessor
 from tests.polling import wait_for
 from tests.tcp_proxy import TcpProxy
 
 
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings], database: Database) -> Settings:
-    noop = {
-        "plugin": "noop",
-        "lastruns": "{root}/GEM/lastruns.txt",
-        "data": "{root}/GEM/GEM{run_number:08d}.nxs",
+def instrument(plugin: str = "noop") -> dict[str, Any]:
+    """A test instrument's table: its plugin, 2 s and 256 MiB per reduction."""
+    return {
+        "plugin": plugin,
+        "lastruns": "{root}/{instrument}/lastruns.txt",
+        "data": "{root}/{instrument}/{instrument}{run_number:08d}.nxs",
         "timeout_s": 2,
         "memory_mb": 256,
     }
-    return make_settings(GEM=noop, database_url=database.url, shutdown_grace_s=0, retry_delay_s=0)
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], database: Database) -> Settings:
+    return make_settings(
+        GEM=instrument(), database_url=database.url, shutdown_grace_s=0, retry_delay_s=0
+    )
 
 
 @pytest.fixture
@@ -51,10 +63,8 @@ def submit(
 ) -> Callable[..., ReductionRun]:
     """Record a run as the API would and send its message; the data file exists."""
 
-    def submit_run(run_number: int, *, with_data: bool = True, **variables: Any) -> ReductionRun:
-        return _record_and_send(
-            settings, database, transport, run_number, with_data=with_data, **variables
-        )
+    def submit_run(run_number: int, **options: Any) -> ReductionRun:
+        return _record_and_send(settings, database, transport, run_number, **options)
 
     return submit_run
 
@@ -66,31 +76,35 @@ def _record_and_send(
     run_number: int,
     *,
     with_data: bool = True,
+    instrument: str = "GEM",
+    experiment_ref: str = "",
     **variables: Any,
 ) -> ReductionRun:
     """Record a run as the API would and send its message; the data file exists."""
-    data_path = Path(settings.data_pattern("GEM", run_number))
+    data_path = Path(settings.data_pattern(instrument, run_number))
     if with_data:
         data_path.parent.mkdir(parents=True, exist_ok=True)
         data_path.write_bytes(b"not really NeXus; noop does not read it")
     with database.session() as session:
-        if session.get(Instrument, "GEM") is None:
-            session.add(Instrument(name="GEM"))
+        if session.get(Instrument, instrument) is None:
+            session.add(Instrument(name=instrument))
         run = ReductionRun(
-            instrument="GEM",
+            instrument=instrument,
             run_number=run_number,
             run_version=0,
             status=RunStatus.QUEUED,
             data_path=str(data_path),
+            experiment_ref=experiment_ref,
             variables={"sleep_s": 0.0, "fault": "none", **variables},
         )
         session.add(run)
         session.flush()
     message = RunMessage(
         run_id=run.id,
-        instrument="GEM",
+        instrument=instrument,
         run_number=run_number,
         run_version=0,
+        experiment_ref=experiment_ref,
         data_path=str(data_path),
         variables=run.variables,
         submitted_at=utcnow(),
@@ -404,3 +418,231 @@ def test_a_delivery_that_cannot_be_handled_goes_back_to_the_queue_and_is_retried
     proxy.restore()
     wait_for(lambda: processor.process_next(wait_s=1), timeout_s=30)
     assert reload(direct, run).status == RunStatus.COMPLETED
+
+
+# Paths are confined: values from data files and plugins never lead outside the outputs root.
+
+
+def paths_outside(top: Path, outputs_root: Path) -> set[Path]:
+    """Every path under ``top`` except the outputs root's and the SQLite database's."""
+    return {
+        path
+        for path in top.rglob("*")
+        if not path.is_relative_to(outputs_root) and not path.name.startswith("autoreduce.db")
+    }
+
+
+def test_a_run_of_a_normal_experiment_completes_in_the_experiments_directory(
+    processor: QueueProcessor,
+    submit: Callable[..., ReductionRun],
+    database: Database,
+    settings: Settings,
+) -> None:
+    run = submit(121, experiment_ref="1920123")
+
+    processor.process_next(wait_s=5)
+
+    done = reload(database, run)
+    assert done.status == RunStatus.COMPLETED
+    assert Path(done.output_dir) == settings.outputs_root / "GEM" / "1920123" / "121" / "v0"
+    assert (Path(done.output_dir) / "noop.txt").is_file()
+
+
+def test_an_experiment_reference_climbing_out_of_the_outputs_is_error_and_touches_nothing(
+    processor: QueueProcessor,
+    submit: Callable[..., ReductionRun],
+    database: Database,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    # outputs/GEM/../../../victim is tmp_path/victim: outputs is tmp_path/data/outputs
+    assert settings.outputs_root == tmp_path.resolve() / "data" / "outputs"
+    victim = tmp_path / "victim" / "424242" / "v0"
+    victim.mkdir(parents=True)
+    (victim / "precious.txt").write_text("keep me")
+    run = submit(424242, experiment_ref="../../../victim")
+    before = paths_outside(tmp_path, settings.outputs_root)
+
+    processor.process_next(wait_s=5)
+
+    failed = reload(database, run)
+    assert failed.status == RunStatus.ERROR
+    assert failed.message.startswith(
+        "experiment reference '../../../victim' cannot be used in a path"
+    )
+    assert (victim / "precious.txt").read_text() == "keep me"
+    assert paths_outside(tmp_path, settings.outputs_root) == before
+    assert queue_rows(database, PENDING_QUEUE) == []
+
+
+def test_an_outputs_directory_symlinked_outside_the_root_is_error_and_gets_nothing(
+    processor: QueueProcessor,
+    submit: Callable[..., ReductionRun],
+    database: Database,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    settings.outputs_root.mkdir(parents=True)
+    (settings.outputs_root / "GEM").symlink_to(elsewhere)
+    run = submit(131)
+
+    processor.process_next(wait_s=5)
+
+    failed = reload(database, run)
+    expected = settings.outputs_root / "GEM" / "unknown" / "131" / "v0"
+    assert (failed.status, failed.message) == (
+        RunStatus.ERROR,
+        f"output directory '{expected}' lies outside {settings.outputs_root}",
+    )
+    assert list(elsewhere.iterdir()) == []
+
+
+class OutputsAsAsked:
+    """A plugin that writes ``result.txt`` and returns as its file whatever ``returns`` names.
+
+    ``link_to`` makes ``link.txt`` a symlink to that path; ``log_link_to`` replaces the run's log
+    with a symlink to that path; ``swap_run_dir_for`` replaces the run's directory (the parent of
+    its work directory) with a symlink to that path while the reduction runs.
+    """
+
+    @hookimpl
+    def reduce(self, context: ReductionContext) -> ReductionResult:
+        (context.output_dir / "result.txt").write_text("reduced")
+        options = context.variables
+        if "link_to" in options:
+            (context.output_dir / "link.txt").symlink_to(options["link_to"])
+        if "log_link_to" in options:
+            (context.output_dir / LOG_NAME).unlink()
+            (context.output_dir / LOG_NAME).symlink_to(options["log_link_to"])
+        if "swap_run_dir_for" in options:
+            run_dir = context.output_dir.parent
+            os.rename(run_dir, run_dir.with_name(run_dir.name + ".moved"))
+            run_dir.symlink_to(options["swap_run_dir_for"])
+        return ReductionResult(files=[Path(options.get("returns", "result.txt"))])
+
+
+class SkipsEverything:
+    """A third-party plugin whose ``skip_run`` skips every run it is asked about."""
+
+    @hookimpl
+    def skip_run(self, run: RunInfo) -> str | None:
+        return "a calibration run"
+
+    @hookimpl
+    def reduce(self, context: ReductionContext) -> ReductionResult:
+        raise AssertionError("every run is skipped")
+
+
+@pytest.fixture
+def plugins() -> Plugins:
+    """The ``noop`` plugin and the test plugins, in a manager of their own."""
+    manager = pluggy.PluginManager(PROJECT)
+    manager.add_hookspecs(hookspecs)
+    manager.register(noop, name="noop")
+    manager.register(OutputsAsAsked(), name="outputs_as_asked")
+    manager.register(SkipsEverything(), name="skips_everything")
+    return Plugins(manager)
+
+
+@pytest.fixture
+def processor_of(
+    make_settings: Callable[..., Settings],
+    database: Database,
+    transport: SqlTransport,
+    plugins: Plugins,
+) -> Callable[..., tuple[QueueProcessor, Callable[..., ReductionRun]]]:
+    """A processor whose instruments use the given plugins, and its ``submit``."""
+
+    def build(**plugin_of: str) -> tuple[QueueProcessor, Callable[..., ReductionRun]]:
+        settings = make_settings(
+            **{name: instrument(plugin) for name, plugin in plugin_of.items()},
+            database_url=database.url,
+        )
+        processor = QueueProcessor(
+            settings, database=database, transport=transport, plugins=plugins, processor_id="p1"
+        )
+
+        def submit_run(run_number: int, **options: Any) -> ReductionRun:
+            return _record_and_send(settings, database, transport, run_number, **options)
+
+        return processor, submit_run
+
+    return build
+
+
+@pytest.mark.parametrize("returns", ["/etc/passwd", "../outside.txt", "link.txt", "."])
+def test_a_plugin_returning_a_file_outside_its_output_directory_is_error(
+    processor_of: Callable[..., tuple[QueueProcessor, Callable[..., ReductionRun]]],
+    database: Database,
+    tmp_path: Path,
+    returns: str,
+) -> None:
+    processor, submit = processor_of(GEM="outputs_as_asked")
+    (tmp_path / "secret.txt").write_text("not an output")
+    run = submit(141, returns=returns, link_to=str(tmp_path / "secret.txt"))
+
+    processor.process_next(wait_s=5)
+
+    failed = reload(database, run)
+    assert (failed.status, failed.message) == (
+        RunStatus.ERROR,
+        f"plugin returned file '{returns}', which is not a file inside its output directory",
+    )
+    assert [o.kind for o in failed.outputs] == ["log"]
+
+
+def test_a_run_log_symlinked_outside_is_not_recorded_as_an_output(
+    processor_of: Callable[..., tuple[QueueProcessor, Callable[..., ReductionRun]]],
+    database: Database,
+    tmp_path: Path,
+) -> None:
+    processor, submit = processor_of(GEM="outputs_as_asked")
+    (tmp_path / "secret.txt").write_text("not an output")
+    run = submit(151, log_link_to=str(tmp_path / "secret.txt"))
+
+    processor.process_next(wait_s=5)
+
+    done = reload(database, run)
+    assert done.status == RunStatus.COMPLETED
+    assert {(o.kind, o.name) for o in done.outputs} == {("data", "result.txt")}
+
+
+def test_a_run_directory_swapped_for_a_symlink_during_reduction_is_error_and_not_replaced(
+    processor_of: Callable[..., tuple[QueueProcessor, Callable[..., ReductionRun]]],
+    database: Database,
+    tmp_path: Path,
+) -> None:
+    processor, submit = processor_of(GEM="outputs_as_asked")
+    victim = tmp_path / "victim"
+    (victim / "v0").mkdir(parents=True)
+    (victim / "v0" / "precious.txt").write_text("keep me")
+    run = submit(161, swap_run_dir_for=str(victim))
+
+    processor.process_next(wait_s=5)
+
+    failed = reload(database, run)
+    output_dir = processor.settings.outputs_root / "GEM" / "unknown" / "161" / "v0"
+    assert (failed.status, failed.message) == (
+        RunStatus.ERROR,
+        f"output directory '{output_dir}' lies outside {processor.settings.outputs_root}",
+    )
+    assert [p.name for p in victim.iterdir()] == ["v0"]
+    assert (victim / "v0" / "precious.txt").read_text() == "keep me"
+
+
+def test_another_plugins_skip_run_does_not_skip_this_instruments_runs(
+    processor_of: Callable[..., tuple[QueueProcessor, Callable[..., ReductionRun]]],
+    database: Database,
+) -> None:
+    processor, submit = processor_of(GEM="noop", LOQ="skips_everything")
+    gem = submit(171)
+    loq = submit(172, instrument="LOQ")
+
+    processor.process_next(wait_s=5)
+    processor.process_next(wait_s=5)
+
+    assert reload(database, gem).status == RunStatus.COMPLETED
+    skipped = reload(database, loq)
+    assert (skipped.status, skipped.message) == (RunStatus.SKIPPED, "a calibration run")
