@@ -10,7 +10,6 @@ read only if it is one string of at most :data:`MAX_TEXT_BYTES` bytes stored in 
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from autoreduce.nexus_text import (
     read_text_dataset,
 )
 
-__all__ = ["MAX_TEXT_BYTES", "RunMetadata", "read_run_metadata", "read_run_metadata_within"]
+__all__ = ["MAX_TEXT_BYTES", "RunMetadata", "read_run_metadata"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,25 +90,3 @@ def read_run_metadata(path: Path) -> RunMetadata:
     except Exception as error:  # h5py raises OSError, KeyError, RuntimeError... all mean "unread"
         logger.warning("cannot read run metadata from %s: %s", path, error)
         return RunMetadata()
-
-
-def read_run_metadata_within(path: Path, timeout_s: float) -> RunMetadata:
-    """:func:`read_run_metadata` on a daemon thread, giving up after ``timeout_s`` seconds.
-
-    Past the time limit it returns empty metadata with a warning; the read cannot be interrupted,
-    so its thread is abandoned (it ends with the read, or with the process). Note that h5py
-    serialises all HDF5 calls of a process: while an abandoned read is stuck inside HDF5, other
-    metadata reads time out too.
-    """
-    done = threading.Event()
-    results: list[RunMetadata] = []
-
-    def read() -> None:
-        results.append(read_run_metadata(path))
-        done.set()
-
-    threading.Thread(target=read, name=f"metadata of {path.name}", daemon=True).start()
-    if not done.wait(timeout_s):
-        logger.warning("metadata read of %s took longer than %s s; giving up", path, timeout_s)
-        return RunMetadata()
-    return results[0]

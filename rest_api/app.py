@@ -49,6 +49,7 @@ def _stop(state: ApiState) -> None:
         if state.relay_thread.is_alive():
             logger.warning("outbox relay did not stop within %.0f s", RELAY_JOIN_TIMEOUT_S)
         state.relay_thread = None
+    state.metadata_reader.close()
     if state.owns_transport:
         state.transport.close()
     if state.owns_database:

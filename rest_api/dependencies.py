@@ -11,6 +11,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
 from autoreduce.db import Database
+from autoreduce.metadata_reader import IsolatedMetadataReader
 from autoreduce.outbox import OutboxRelay
 from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.settings import InstrumentConfig, Settings
@@ -30,6 +31,7 @@ class ApiState:
     owns_transport: bool = False
     stop_relay: threading.Event = field(default_factory=threading.Event)
     relay_thread: threading.Thread | None = None
+    metadata_reader: IsolatedMetadataReader = field(default_factory=IsolatedMetadataReader)
 
     def plugins(self) -> Plugins:
         """The plugin manager (installed entry points unless one was injected); may raise."""

@@ -25,7 +25,7 @@ from autoreduce.archive import (
 )
 from autoreduce.db.models import Instrument, OutboxMessage, ReductionRun, RunStatus, utcnow
 from autoreduce.messages import PENDING_QUEUE, RunMessage
-from autoreduce.nexus import RunMetadata, read_run_metadata_within
+from autoreduce.nexus import RunMetadata
 from autoreduce.plugin import Variable
 from autoreduce.plugin_manager import UnknownPlugin
 from autoreduce.state_machine import held_message, one_line
@@ -54,11 +54,11 @@ class PluginUnavailable(RuntimeError):
 def read_metadata(state: ApiState, data_path: Path) -> RunMetadata:
     """The experiment reference and title from the data file; empty when unreadable.
 
-    The read is bounded (see :mod:`autoreduce.nexus`) and abandoned after
-    ``metadata_timeout_s``, so no data file can hold a request.
+    The read runs in the API's capped worker process (:mod:`autoreduce.metadata_reader`) and is
+    abandoned after ``metadata_timeout_s``, so no data file can hold a request or harm the API.
     """
     try:
-        metadata = read_run_metadata_within(data_path, state.settings.metadata_timeout_s)
+        metadata = state.metadata_reader.read(data_path, state.settings.metadata_timeout_s)
     except Exception as error:  # the reader never raises, but a run must never be lost
         logger.warning("cannot read metadata of %s: %s", data_path, one_line(str(error), 200))
         return RunMetadata()

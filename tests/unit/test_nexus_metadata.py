@@ -18,13 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoreduce import nexus as nexus_module
 from autoreduce.demo.nexus import write_powder_run
 from autoreduce.nexus import (
     MAX_TEXT_BYTES,
     RunMetadata,
     read_run_metadata,
-    read_run_metadata_within,
 )
 
 
@@ -452,32 +450,6 @@ def test_long_nx_class_attribute_is_not_read(tmp_path: Path) -> None:
         entry["title"] = "real"
 
     assert read_run_metadata(path) == RunMetadata(title="real")
-
-
-def test_metadata_is_read_within_a_time_limit(tmp_path: Path) -> None:
-    path = _entry_file(tmp_path / "run.nxs", experiment_identifier="42", title="t")
-
-    assert read_run_metadata_within(path, timeout_s=30) == RunMetadata("42", "t")
-
-
-def test_a_read_past_its_time_limit_gives_empty_metadata_and_a_warning(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    release = threading.Event()
-
-    def stuck(path: Path) -> RunMetadata:
-        release.wait(timeout=30)
-        return RunMetadata("42", "late")
-
-    monkeypatch.setattr(nexus_module, "read_run_metadata", stuck)
-    try:
-        with caplog.at_level(logging.WARNING, logger="autoreduce.nexus"):
-            metadata = read_run_metadata_within(tmp_path / "run.nxs", timeout_s=0.2)
-    finally:
-        release.set()
-
-    assert metadata == RunMetadata()
-    assert "took longer than 0.2 s" in caplog.text
 
 
 # --- The same, generated: any mix of hostile fields ---------------------------------------------
