@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import resource
 import tempfile
 import threading
 import time
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psutil
 import requests
 from sqlalchemy import insert
 
@@ -59,6 +61,8 @@ class LoadResult:
     requests: int
     clients: int
     span_s: float = 0.0
+    api_cpu_s: float = 0.0  # the API process's user + system CPU during the load
+    clients_cpu_s: float = 0.0  # this process's (the clients') user + system CPU during the load
     latency_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     error_samples: list[str] = field(default_factory=list)
@@ -244,8 +248,22 @@ def measure(requests_total: int = 2000, max_duration_s: float = 300.0) -> LoadRe
         _preload(url)
         _data_files(facility, plans)
         facility.create_token("admin")
-        facility.start_api()
-        return _load(facility, plans, max_duration_s)
+        api = psutil.Process(facility.start_api().pid)
+        api_before, clients_before = _cpu_s(api), _own_cpu_s()
+        result = _load(facility, plans, max_duration_s)
+        result.api_cpu_s = _cpu_s(api) - api_before
+        result.clients_cpu_s = _own_cpu_s() - clients_before
+        return result
+
+
+def _cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def api_load_table(result: LoadResult) -> Table:
@@ -281,5 +299,13 @@ def api_load_table(result: LoadResult) -> Table:
         f"{total} requests in {result.span_s:.1f} s = {total / result.span_s:.0f} req/s overall; "
         f"mix (weights): {', '.join(f'{kind} {weight}' for kind, weight in MIX.items())}"
     )
+    if total:
+        little_ms = result.clients * result.span_s / total * 1000
+        table.notes.append(
+            f"CPU during the load: API {result.api_cpu_s:.1f} s "
+            f"({result.api_cpu_s / total * 1000:.1f} ms per request), clients "
+            f"{result.clients_cpu_s:.1f} s, on {os.cpu_count()} cores; closed-loop clients wait "
+            f"≈ clients / req/s on average ({little_ms:.0f} ms here)"
+        )
     table.notes.extend(f"error: {sample}" for sample in result.error_samples)
     return table
