@@ -61,7 +61,7 @@ class OutboxRelay:
             .order_by(OutboxMessage.id)
             .limit(self.batch_size)
         )
-        with self.database.session() as session:
+        with self.database.read_session() as session:
             return list(session.scalars(query).all())
 
     def _mark_sent(self, message_id: int) -> None:

@@ -93,7 +93,7 @@ def verify_token(session_or_database: Session | Database, token: str) -> ApiToke
     )
     if isinstance(session_or_database, Session):
         return session_or_database.scalar(query)
-    with session_or_database.session() as session:
+    with session_or_database.read_session() as session:
         return session.scalar(query)
 
 
@@ -110,7 +110,7 @@ def revoke_token(database: Database, name: str) -> bool:
 
 def list_tokens(database: Database) -> list[TokenInfo]:
     """Every token, revoked ones included, in creation order."""
-    with database.session() as session:
+    with database.read_session() as session:
         rows = session.scalars(select(ApiToken).order_by(ApiToken.id)).all()
         return [
             TokenInfo(

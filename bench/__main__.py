@@ -1,7 +1,8 @@
-"""``python -m bench [--quick] [--only a,b,c,d] [--runs N]``: print the benchmark tables.
+"""``python -m bench [--quick] [--only a,b,c,d,e] [--runs N]``: print the benchmark tables.
 
 (a) lastruns.txt written → run Queued; (b) throughput and orchestration overhead per
-configuration; (c) the same workload through Celery; (d) memory per service. Everything runs on
+configuration; (c) the same workload through Celery; (d) memory per service; (e) the API under
+20 concurrent clients. Everything runs on
 real services (MariaDB, RabbitMQ, and ActiveMQ / RabbitMQ STOMP when the STOMP transport
 exists) with a fresh database each, and stops every process it starts, even on Ctrl-C.
 """
@@ -15,13 +16,13 @@ import time
 from datetime import UTC, datetime
 from types import FrameType
 
-from bench import celery_baseline, detection, throughput
+from bench import api_load, celery_baseline, detection, throughput
 from bench.brokers import CONFIGS
 from bench.harness import MYSQL_SERVER, one_line
 from bench.memory import MemoryRow, memory_table
 from bench.report import Table, machine_table
 
-TABLES = ("a", "b", "c", "d")
+TABLES = ("a", "b", "c", "d", "e")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -30,12 +31,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", default=",".join(TABLES), help="tables to run, e.g. a,c")
     parser.add_argument("--runs", type=int, help="runs per workload of (b) and (c)")
     parser.add_argument("--writes", type=int, help="lastruns.txt writes of (a)")
+    parser.add_argument("--requests", type=int, help="HTTP requests of (e), all clients")
     args = parser.parse_args(argv)
     args.only = {part.strip() for part in args.only.split(",") if part.strip()}
     if not args.only <= set(TABLES):
         parser.error(f"--only takes a subset of {','.join(TABLES)}")
     args.runs = args.runs or (100 if args.quick else 500)
     args.writes = args.writes or (30 if args.quick else 100)
+    args.requests = args.requests or (1000 if args.quick else 2000)
     return args
 
 
@@ -84,6 +87,14 @@ def run(args: argparse.Namespace) -> None:
     if "d" in args.only:
         memory += [m for r in ours if r.processors == 2 for m in r.memory]
         _show(memory_table(memory), time.monotonic())
+    if "e" in args.only:
+        started = time.monotonic()
+        try:
+            loaded = api_load.measure(requests_total=args.requests)
+        except Exception as error:  # report it like (a): the other tables already printed
+            _failed("(e)", error)
+        else:
+            _show(api_load.api_load_table(loaded), started)
     print(f"total {time.monotonic() - began:.0f} s")
 
 

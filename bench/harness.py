@@ -3,8 +3,9 @@
 :func:`fresh_database` makes an SQLite file or a new MariaDB database ``autoreduce_bench_<hex>``
 (dropped afterwards). :class:`Services` starts each subprocess in its own session and stops every
 one of them on exit — normal, exception or Ctrl-C — SIGTERM first, SIGKILL to the whole group
-after a grace period. :class:`Facility` writes the TOML configuration of one instrument on the
-``noop`` plugin in a temporary archive and starts ``autoreduce api``, ``detect`` and ``process``.
+after a grace period. :class:`Facility` writes the TOML configuration of one instrument (or a
+few) on the ``noop`` plugin in a temporary archive and starts ``autoreduce api``, ``detect`` and
+``process``.
 """
 
 from __future__ import annotations
@@ -201,7 +202,7 @@ def autoreduce_argv(*args: str) -> list[str]:
 
 @dataclass
 class Facility:
-    """One instrument on the ``noop`` plugin, a database and a broker, in a temporary root."""
+    """Instruments on the ``noop`` plugin, a database and a broker, in a temporary root."""
 
     root: Path
     database_url: str
@@ -209,6 +210,7 @@ class Facility:
     services: Services
     port: int = field(default_factory=free_port)
     token: str = ""
+    instruments: tuple[str, ...] = (INSTRUMENT,)
 
     @property
     def api_url(self) -> str:
@@ -226,9 +228,9 @@ class Facility:
     def cursors(self) -> Path:
         return self.root / "data" / "run_detection" / "cursors.json"
 
-    def data_file(self, run_number: int) -> Path:
-        folder = self.archive / f"NDX{INSTRUMENT}" / "data" / CYCLE
-        return folder / f"{INSTRUMENT}{run_number:08d}.nxs"
+    def data_file(self, run_number: int, instrument: str = INSTRUMENT) -> Path:
+        folder = self.archive / f"NDX{instrument}" / "data" / CYCLE
+        return folder / f"{instrument}{run_number:08d}.nxs"
 
     def write_config(self) -> Path:
         lines = [
@@ -236,15 +238,18 @@ class Facility:
             "",
             "[archive]",
             f'root = "{self.archive}"',
-            "",
-            f"[instruments.{INSTRUMENT}]",
-            'plugin = "noop"',
-            'lastruns = "{root}/NDX{instrument}/logs/lastruns.txt"',
-            'data = "{root}/NDX{instrument}/data/cycle_*/{instrument}{run_number:08d}.nxs"',
-            "timeout_s = 120",
-            f"[instruments.{INSTRUMENT}.variables]",
-            "sleep_s = 0.0",
         ]
+        for instrument in self.instruments:
+            lines += [
+                "",
+                f"[instruments.{instrument}]",
+                'plugin = "noop"',
+                'lastruns = "{root}/NDX{instrument}/logs/lastruns.txt"',
+                'data = "{root}/NDX{instrument}/data/cycle_*/{instrument}{run_number:08d}.nxs"',
+                "timeout_s = 120",
+                f"[instruments.{instrument}.variables]",
+                "sleep_s = 0.0",
+            ]
         path = self.root / "autoreduce.toml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(lines) + "\n")
@@ -262,12 +267,12 @@ class Facility:
         env.update(extra)
         return env
 
-    def create_token(self) -> str:
+    def create_token(self, role: str = "detector") -> str:
         from autoreduce.tokens import create_token
 
         database = Database(self.database_url)
         try:
-            self.token = create_token(database, f"bench-{uuid.uuid4().hex[:8]}", "detector")
+            self.token = create_token(database, f"bench-{uuid.uuid4().hex[:8]}", role)
         finally:
             database.dispose()
         return self.token

@@ -1,4 +1,4 @@
-"""What every request can reach: the service's state and a short database session."""
+"""What every request can reach: the service's state and a short read-only database session."""
 
 from __future__ import annotations
 
@@ -58,9 +58,15 @@ StateDep = Annotated[ApiState, Depends(get_state)]
 
 
 def get_session(state: StateDep) -> Iterator[Session]:
-    """One transaction per request, committed before the response is sent."""
-    with state.database.session() as session:
+    """One read-only transaction per request, ended before the response is sent."""
+    with state.database.read_session() as session:
         yield session
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+"""A read-only session for the request (:meth:`Database.read_session`), for GET routes.
+
+On SQLite it never takes the write lock, so reads neither wait for writers nor hold them up.
+Writing through it raises (:class:`autoreduce.db.engine.ReadOnlySessionError`, or the
+database's own refusal for raw SQL): a route that writes opens ``state.database.session()``.
+"""

@@ -113,7 +113,7 @@ def _first_version(state: ApiState, instrument: str, run_number: int) -> Reducti
         )
         .options(selectinload(ReductionRun.outputs))
     )
-    with state.database.session() as session:
+    with state.database.read_session() as session:
         return session.scalar(query)
 
 

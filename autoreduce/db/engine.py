@@ -13,7 +13,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 from tenacity import (
     Retrying,
     before_sleep_log,
@@ -28,6 +28,12 @@ T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY = "autoreduce_read_only"
+"""The execution option that marks a connection's transactions read-only (see ``read_session``)."""
+
+
+class ReadOnlySessionError(RuntimeError):
+    """A write was attempted through :meth:`Database.read_session`: a programming error."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -43,7 +49,31 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A write takes the write lock up front (BEGIN IMMEDIATE). A read starts deferred, so it
+    # only takes a WAL snapshot and never waits for, nor holds up, the writer; query_only makes
+    # SQLite refuse any write in it. The pragma outlives the transaction, so it is switched
+    # (and its state remembered per DBAPI connection) whenever a pooled connection changes role.
+    read_only = bool(conn.get_execution_options().get(READ_ONLY, False))
+    if conn.info.get("query_only", False) != read_only:
+        conn.exec_driver_sql(f"PRAGMA query_only={'ON' if read_only else 'OFF'}")
+        conn.info["query_only"] = read_only
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _server_begin(conn: Any) -> None:
+    # MariaDB / MySQL: applies to the next transaction only, which is this one.
+    if conn.get_execution_options().get(READ_ONLY, False):
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+
+def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise ReadOnlySessionError("cannot add, change or delete rows in a read-only session")
+
+
+def _refuse_write_statement(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        raise ReadOnlySessionError("cannot run INSERT, UPDATE or DELETE in a read-only session")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -62,7 +92,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_recycle", 3600)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "begin", _server_begin)
+    return engine
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
@@ -82,13 +114,17 @@ def is_unreachable(error: BaseException) -> bool:
 
 
 class Database:
-    """An engine and its session factory."""
+    """An engine and its session factories: :meth:`session` to write, :meth:`read_session`."""
 
     def __init__(self, url: str, *, max_outage_s: float = 300.0, **engine_kwargs: Any) -> None:
         self.url = url
         self.max_outage_s = max_outage_s
         self.engine = make_engine(url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        reader = self.engine.execution_options(**{READ_ONLY: True})
+        self.read_sessions = sessionmaker(reader, expire_on_commit=False)
+        event.listen(self.read_sessions, "before_flush", _refuse_flush)
+        event.listen(self.read_sessions, "do_orm_execute", _refuse_write_statement)
 
     @property
     def dialect(self) -> str:
@@ -96,8 +132,25 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session in a transaction: committed on success, rolled back on error."""
+        """A session in a transaction: committed on success, rolled back on error.
+
+        On SQLite the transaction takes the write lock when it begins (``BEGIN IMMEDIATE``), so
+        two writers queue (up to the busy timeout) instead of deadlocking; use
+        :meth:`read_session` for anything that only reads.
+        """
         with self.sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session in a read-only transaction, which never waits for a writer nor blocks one.
+
+        On SQLite it begins deferred (a WAL snapshot, no write lock) with ``PRAGMA query_only``;
+        on MariaDB it is ``SET TRANSACTION READ ONLY``. Adding, changing or deleting rows, or an
+        INSERT / UPDATE / DELETE statement, raises :class:`ReadOnlySessionError`; raw SQL that
+        writes is refused by the database itself (a :class:`~sqlalchemy.exc.DBAPIError`).
+        """
+        with self.read_sessions() as session, session.begin():
             yield session
 
     def when_reachable(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -163,5 +163,5 @@ def patch_instrument(
     )
     if not patch.paused:
         state.relay.wake()
-    with state.database.session() as session:
+    with state.database.read_session() as session:
         return _instrument_items(state, session, [name])[0]

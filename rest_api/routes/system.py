@@ -20,7 +20,7 @@ router = APIRouter(tags=["system"])
 
 def _database_health(state: StateDep) -> str:
     try:
-        with state.database.session() as session:
+        with state.database.read_session() as session:
             session.execute(text("SELECT 1"))
     except Exception as error:  # any failure means "unreachable"
         return one_line(f"unreachable: {type(error).__name__}: {error}", 300)

@@ -17,7 +17,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import update
 
-from autoreduce.db import Database
+from autoreduce.db import Database, ReadOnlySessionError
 from autoreduce.db.models import (
     Instrument,
     OutboxMessage,
@@ -32,6 +32,7 @@ from autoreduce.settings import Settings
 from autoreduce.tokens import create_token, revoke_token
 from autoreduce.transport import open_transport
 from rest_api import create_app
+from rest_api.dependencies import get_session
 from tests.api_client import RUNS, count, data_file, outbox_bodies, run_body
 
 # --- submitting a detected run ---------------------------------------------------------------
@@ -683,6 +684,18 @@ def test_health_is_503_with_reasons_when_the_database_is_unreachable(
     assert body["status"] == "degraded"
     assert body["database"].startswith("unreachable") and body["broker"].startswith("unreachable")
     assert runs.status_code == 503 and "database" in runs.json()["detail"]
+
+
+def test_the_session_of_read_routes_refuses_writes(app_client: TestClient, db: Database) -> None:
+    dependency = get_session(app_client.app.state.api)  # type: ignore[attr-defined]
+    session = next(dependency)
+
+    session.add(Instrument(name="GEM", is_paused=False, created_at=datetime.now(UTC)))
+    with pytest.raises(ReadOnlySessionError):
+        session.flush()
+
+    dependency.close()
+    assert count(db, Instrument) == 0
 
 
 def test_openapi_lists_the_endpoints(app_client: TestClient) -> None:
