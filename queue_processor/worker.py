@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoreduce.archive import DataFileError, checked_data_file
 from autoreduce.db import Database
 from autoreduce.db.models import ReductionRun, RunStatus
 from autoreduce.messages import PENDING_QUEUE, InvalidMessage, parse_run_message
@@ -207,9 +208,10 @@ class QueueProcessor:
             logger.exception("a skip_run hook raised %s; the run goes on", error)
         if skip_reason:
             return self._finish_early(run, attempt, RunStatus.SKIPPED, skip_reason)
-        if not Path(run.data_path).is_file():
-            reason = f"data file {run.data_path} not found"
-            return self._finish_early(run, attempt, RunStatus.ERROR, reason)
+        try:  # checked again here: the archive may have changed since the run was recorded
+            checked_data_file(self.settings, run.data_path)
+        except DataFileError as error:
+            return self._finish_early(run, attempt, RunStatus.ERROR, str(error))
         outputs_root = self.settings.outputs_root
         try:  # values from the data file: nothing is created or removed until they are checked
             output_dir = self.settings.output_dir(

@@ -236,7 +236,26 @@ def test_a_missing_data_file_marks_the_run_error_with_the_path(
 
     failed = reload(database, run)
     assert failed.status == RunStatus.ERROR
-    assert failed.message == f"data file {run.data_path} not found"
+    assert failed.message == f"data file {run.data_path} does not exist"
+
+
+def test_a_data_file_swapped_for_a_symlink_out_of_the_archive_is_not_reduced(
+    processor: QueueProcessor,
+    submit: Callable[..., ReductionRun],
+    database: Database,
+    tmp_path: Path,
+) -> None:
+    run = submit(402)
+    secret = tmp_path / "secret.nxs"
+    secret.write_text("not for reduction")
+    Path(run.data_path).unlink()
+    Path(run.data_path).symlink_to(secret)
+
+    processor.process_next(wait_s=5)
+
+    failed = reload(database, run)
+    assert failed.status == RunStatus.ERROR
+    assert "lies outside" in failed.message and failed.output_dir == ""
 
 
 def test_an_invalid_message_is_dead_lettered_with_its_reason(
