@@ -1,0 +1,99 @@
+"""The ``autoreduce`` command as a newcomer runs it: real processes in an empty directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MYSQL_SERVER
+
+REPO = Path(__file__).resolve().parents[2]
+AUTOREDUCE = Path(sys.executable).with_name("autoreduce")
+
+
+def autoreduce(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOREDUCE_")}
+    return subprocess.run(
+        [str(AUTOREDUCE), *args],
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "summary"),
+    [(["dlq", "list"], "0 dead letter(s)"), (["token", "list"], "0 token(s)")],
+)
+def test_a_list_on_a_fresh_data_directory_is_empty_not_a_traceback(
+    tmp_path: Path, command: list[str], summary: str
+) -> None:
+    result = autoreduce(*command, cwd=tmp_path)
+
+    assert (result.returncode, result.stdout) == (0, "")
+    assert result.stderr.strip() == summary
+
+
+def test_db_upgrade_says_whether_it_created_the_schema_or_found_it_up_to_date(
+    tmp_path: Path,
+) -> None:
+    first = autoreduce("db", "upgrade", cwd=tmp_path)
+    second = autoreduce("db", "upgrade", cwd=tmp_path)
+
+    assert first.returncode == 0 and first.stdout.startswith("created the database schema")
+    assert second.stdout.strip() == "database schema already up to date (revision 0001)"
+
+
+def test_a_schema_at_a_revision_this_version_does_not_know_is_one_line(tmp_path: Path) -> None:
+    from autoreduce.db import Database
+
+    database = Database(f"sqlite:///{tmp_path / 'autoreduce-data' / 'autoreduce.db'}")
+    database.upgrade()
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0000'")
+    database.dispose()
+
+    result = autoreduce("db", "upgrade", cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: cannot migrate the database schema: ")
+    assert "'0000'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_no_alembic_info_lines_when_a_command_migrates(tmp_path: Path) -> None:
+    result = autoreduce("token", "list", cwd=tmp_path)
+
+    assert "Context impl" not in result.stderr and "alembic" not in result.stderr
+
+
+@pytest.mark.mariadb
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["token", "list"], ["dlq", "list"]])
+def test_an_unreachable_database_is_one_line_with_the_url_without_its_password(
+    tmp_path: Path, command: list[str]
+) -> None:
+    url = "mysql+pymysql://autoreduce:hunter2@127.0.0.1:1/autoreduce"
+
+    result = autoreduce(*command, cwd=tmp_path, AUTOREDUCE_DATABASE_URL=url)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "Error: cannot reach the database at mysql+pymysql://autoreduce:***@127.0.0.1:1/autoreduce"
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+@pytest.mark.mariadb
+def test_db_upgrade_creates_the_schema_of_an_empty_mariadb_database(
+    tmp_path: Path, fresh_mysql_database: str
+) -> None:
+    result = autoreduce("db", "upgrade", cwd=tmp_path, AUTOREDUCE_DATABASE_URL=fresh_mysql_database)
+
+    assert result.returncode == 0 and result.stdout.startswith("created the database schema")
+    assert MYSQL_SERVER.split("@")[-1] in result.stdout
