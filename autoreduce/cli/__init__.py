@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from autoreduce import __version__
-from autoreduce.cli import config, database, dlq, services, tokens
+from autoreduce.cli import config, database, dlq, reduce, services, tokens
 from autoreduce.cli.startup import AutoreduceGroup
 
 
@@ -22,6 +22,7 @@ def main() -> None:
 
 for command in (
     *services.COMMANDS,
+    reduce.reduce,
     config.config,
     database.db,
     tokens.token,

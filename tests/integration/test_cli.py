@@ -97,3 +97,91 @@ def test_db_upgrade_creates_the_schema_of_an_empty_mariadb_database(
 
     assert result.returncode == 0 and result.stdout.startswith("created the database schema")
     assert MYSQL_SERVER.split("@")[-1] in result.stdout
+
+
+@pytest.fixture
+def data_file(tmp_path: Path) -> Path:
+    path = tmp_path / "GEM00000042.nxs"
+    path.write_bytes(b"not read by noop")
+    return path
+
+
+def test_reduce_runs_a_plugin_in_the_foreground_and_prints_its_outputs(
+    tmp_path: Path, data_file: Path
+) -> None:
+    result = autoreduce(
+        "reduce", "--plugin", "noop", "--data", str(data_file), "--var", "sleep_s=0.01",
+        "--run", "42", cwd=tmp_path,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    [out_dir] = tmp_path.glob("reduced-noop-*")
+    assert f"file: {out_dir / 'noop.txt'}" in result.stdout
+    assert f"log: {out_dir / 'reduction.log'}" in result.stdout
+    assert "summary: slept 0.01 s" in result.stdout
+    assert (out_dir / "noop.txt").read_text() == "42\n"
+
+
+def test_reduce_of_a_failing_plugin_exits_1_with_the_reason(
+    tmp_path: Path, data_file: Path
+) -> None:
+    out = tmp_path / "out"
+    result = autoreduce(
+        "reduce", "--plugin", "noop", "--data", str(data_file), "--var", "fault=raise",
+        "--out", str(out), cwd=tmp_path,
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(
+        "Error: reduction failed: plugin raised RuntimeError: noop was asked to fail"
+    )
+    assert "noop was asked to fail" in (out / "reduction.log").read_text()
+
+
+def test_reduce_holds_the_plugin_to_its_time_limit(tmp_path: Path, data_file: Path) -> None:
+    result = autoreduce(
+        "reduce", "--plugin", "noop", "--data", str(data_file), "--var", "fault=hang",
+        "--timeout-s", "0.5", "--out", str(tmp_path / "out"), cwd=tmp_path,
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    assert "reduction failed: plugin exceeded its 0.5 s time limit" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "reason"),
+    [
+        (["--var", "sleep=1"], "unknown variable(s) sleep; known: fault, sleep_s"),
+        (["--var", "sleep_s=soon"], "variable 'sleep_s' must be float, got 'soon'"),
+        (["--var", "fault=explode"], "variable 'fault' must be one of"),
+        (["--var", "sleep_s"], "'sleep_s' is not NAME=VALUE"),
+    ],
+)
+def test_reduce_refuses_variables_the_plugin_does_not_declare_as_given(
+    tmp_path: Path, data_file: Path, option: list[str], reason: str
+) -> None:
+    result = autoreduce(
+        "reduce", "--plugin", "noop", "--data", str(data_file), *option, cwd=tmp_path
+    )
+
+    assert result.returncode == 2 and reason in result.stderr
+    assert not list(tmp_path.glob("reduced-*"))
+
+
+def test_reduce_with_a_plugin_that_is_not_installed_names_the_installed_ones(
+    tmp_path: Path, data_file: Path
+) -> None:
+    result = autoreduce("reduce", "--plugin", "nop", "--data", str(data_file), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "no reduction plugin named 'nop' is installed (installed: noop," in result.stderr
+
+
+def test_reduce_needs_no_database_or_configuration(tmp_path: Path, data_file: Path) -> None:
+    result = autoreduce(
+        "reduce", "--plugin", "noop", "--data", str(data_file), "--out", str(tmp_path / "out"),
+        cwd=tmp_path, AUTOREDUCE_DATABASE_URL="mysql+pymysql://nobody@127.0.0.1:1/none",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "autoreduce-data").exists()
