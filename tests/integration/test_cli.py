@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MYSQL_SERVER
+from tests.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 AUTOREDUCE = Path(sys.executable).with_name("autoreduce")
@@ -185,3 +187,43 @@ def test_reduce_needs_no_database_or_configuration(tmp_path: Path, data_file: Pa
 
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "autoreduce-data").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "log_name"), [([], "process.jsonl"), (["--name", "process-1"], "process-1.jsonl")]
+)
+def test_a_processor_logs_to_one_file_per_service_name_with_its_id_in_each_record(
+    tmp_path: Path, args: list[str], log_name: str
+) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOREDUCE_")}
+    logs = tmp_path / "autoreduce-data" / "logs"
+    command = [str(AUTOREDUCE), "process", "--id", "p-test", *args]
+    process = subprocess.Popen(command, cwd=tmp_path, env=clean, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: "consuming" in _text(logs / log_name), timeout_s=60)
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=60)
+
+    records = [json.loads(line) for line in (logs / log_name).read_text().splitlines()]
+    assert {r["processor"] for r in records} == {"p-test"}
+    assert [p.name for p in logs.iterdir()] == [log_name]
+    assert b"Context impl" not in stderr
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.is_file() else ""
+
+
+def test_up_names_each_processor_service_for_its_log_file(tmp_path: Path) -> None:
+    from autoreduce.local import local_supervisor
+    from autoreduce.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data")
+    supervisor = local_supervisor(settings, host="127.0.0.1", port=1, processors=2)
+
+    processors = [s for s in supervisor.services if s.args[0] == "process"]
+    assert [s.args for s in processors] == [
+        ["process", "--name", "process-1"],
+        ["process", "--name", "process-2"],
+    ]
