@@ -7,7 +7,12 @@ DEMO_PORT ?= 8000
 DEMO_RUNS ?= 10
 PYTEST_ARGS ?=
 
-.PHONY: install demo up test test-unit test-integration test-e2e lint format services services-stop clean
+.PHONY: help install demo up test test-unit test-integration test-e2e lint format services services-stop clean
+.DEFAULT_GOAL := help
+
+help:  ## list the targets (this text; `make` alone prints it)
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_%-]+:[^#]*## / {printf "  make %-17s %s\n", $$1, $$2}' \
+		$(MAKEFILE_LIST)
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -31,14 +36,14 @@ test: install  ## the whole suite (needs MariaDB: `make services` starts what is
 	scripts/services.sh start
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-unit: install
+test-unit: install  ## unit tests only (no services needed)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: install
+test-integration: install  ## integration tests on real SQLite, MariaDB, ActiveMQ and RabbitMQ
 	scripts/services.sh start
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-test-e2e: install
+test-e2e: install  ## end-to-end tests: real processes (restarts MariaDB and ActiveMQ)
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 lint: install  ## ruff and mypy
@@ -46,7 +51,7 @@ lint: install  ## ruff and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-format: install
+format: install  ## ruff format and ruff check --fix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
@@ -66,5 +71,5 @@ services:  ## start the services the tests need (idempotent)
 services-stop:  ## stop what `make services` started
 	scripts/services.sh stop
 
-clean:
+clean:  ## remove .venv and the caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

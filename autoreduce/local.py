@@ -58,7 +58,10 @@ def local_supervisor(
     services = [
         Service("api", ["api", "--host", host, "--port", str(port)], common),
         Service("detect", detect_args, detector_env),
-        *(Service(f"process-{n}", ["process"], common) for n in range(1, processors + 1)),
+        *(
+            Service(f"process-{n}", ["process", "--name", f"process-{n}"], common)
+            for n in range(1, processors + 1)
+        ),
     ]
     if quiet:
         for service in services:

@@ -1,18 +1,21 @@
 """One settings object for every service.
 
 Environment variables prefixed ``AUTOREDUCE_`` override a TOML file whose path is in
-``AUTOREDUCE_CONFIG`` (default ``./autoreduce.toml`` when it exists). Nested values use a double
-underscore: ``AUTOREDUCE_ARCHIVE__ROOT=/archive``.
+``AUTOREDUCE_CONFIG`` (default ``./autoreduce.toml`` when it exists; a file named there that does
+not exist is an error, never a silent fall-back). Nested values use a double underscore:
+``AUTOREDUCE_ARCHIVE__ROOT=/archive``. Unknown keys are refused and every template's placeholders
+are checked when the settings are built (:mod:`autoreduce.config_check` says it per line).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import string
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,14 +26,91 @@ from pydantic_settings import (
 from autoreduce.paths import UnsafePathError, confine, safe_component
 
 INSTRUMENT_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
+CONFIG_ENV = "AUTOREDUCE_CONFIG"
+DEFAULT_CONFIG = Path("autoreduce.toml")
+
+# The placeholders each instrument template may use, and values to try a template with (so a
+# format spec such as ``{run_number:08d}`` is checked too, not only the names).
+TEMPLATE_PLACEHOLDERS: dict[str, tuple[str, ...]] = {
+    "lastruns": ("root", "instrument"),
+    "data": ("root", "instrument", "run_number"),
+    "output": ("outputs", "root", "instrument", "experiment_ref", "run_number", "run_version"),
+}
+_SAMPLE_VALUES: dict[str, object] = {
+    "outputs": Path("/outputs"),
+    "root": Path("/archive"),
+    "instrument": "WISH",
+    "experiment_ref": "1920123",
+    "run_number": 44733,
+    "run_version": 0,
+}
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def config_path() -> Path | None:
+    """The TOML file to read: ``$AUTOREDUCE_CONFIG`` (which must exist), else ``./autoreduce.toml``
+    when there is one, else None."""
+    named = os.environ.get(CONFIG_ENV, "")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                [
+                    f"config file {path} not found ({CONFIG_ENV} names it); create it, or unset "
+                    f"{CONFIG_ENV} to use ./{DEFAULT_CONFIG} when there is one"
+                ]
+            )
+        return path
+    return DEFAULT_CONFIG.absolute() if DEFAULT_CONFIG.is_file() else None
+
+
+def did_you_mean(name: str, known: list[str] | tuple[str, ...], quote: str = "{}") -> str:
+    """ " (did you mean X?)" for the known name closest to ``name``, or "" when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean {quote.format(close[0])}?)" if close else ""
+
+
+def check_template(kind: str, template: str) -> str:
+    """``template`` if it uses only the placeholders a ``kind`` template may, and fills in."""
+    allowed = TEMPLATE_PLACEHOLDERS[kind]
+    names = ", ".join(f"{{{name}}}" for name in allowed)
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as error:
+        raise ValueError(f"{kind} template {template!r} is malformed: {error}") from None
+    for field in (field for _, field, _, _ in parsed if field is not None):
+        name = re.split(r"[.\[]", field, maxsplit=1)[0]
+        if name not in allowed:
+            raise ValueError(
+                f"{kind} template {template!r} has unknown placeholder {{{field}}}"
+                f"{did_you_mean(name, allowed, '{{{}}}')}; allowed: {names}"
+            )
+    try:
+        template.format(**{name: _SAMPLE_VALUES[name] for name in allowed})
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+        raise ValueError(f"{kind} template {template!r} cannot be filled in: {error}") from None
+    return template
 
 
 class ArchiveSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     root: Path = Path("/archive")
 
 
 class InstrumentConfig(BaseModel):
     """How one instrument's runs are found and reduced (``[instruments.NAME]`` in the TOML)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     plugin: str
     lastruns: str
@@ -42,6 +122,11 @@ class InstrumentConfig(BaseModel):
     variables: dict[str, Any] = Field(
         default_factory=dict, description="Instrument-wide defaults overriding the plugin's."
     )
+
+    @field_validator("lastruns", "data", "output")
+    @classmethod
+    def _known_placeholders(cls, value: str, info: ValidationInfo) -> str:
+        return check_template(str(info.field_name), value)
 
     @field_validator("executor")
     @classmethod
@@ -55,7 +140,7 @@ class Settings(BaseSettings):
     """Every setting, its environment variable (``AUTOREDUCE_<NAME>``) and its default."""
 
     model_config = SettingsConfigDict(
-        env_prefix="AUTOREDUCE_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="AUTOREDUCE_", env_nested_delimiter="__", extra="forbid"
     )
 
     data_dir: Path = Field(
@@ -134,9 +219,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = Path(os.environ.get("AUTOREDUCE_CONFIG", "autoreduce.toml"))
+        toml_path = config_path()
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml_path.is_file():
+        if toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
         return tuple(sources)
 
@@ -208,5 +293,15 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read the settings from the environment and the TOML file (overrides win)."""
-    return Settings(**overrides)
+    """Read the settings from the environment and the TOML file (overrides win).
+
+    Raises :class:`ConfigError` with one line per problem: a missing config file, a key that is
+    not a setting (with the closest one), a bad value or template.
+    """
+    from autoreduce.config_check import settings_problems
+
+    path = config_path()
+    problems, settings = settings_problems(path, overrides)
+    if problems or settings is None:
+        raise ConfigError(problems)
+    return settings

@@ -25,11 +25,14 @@ MYSQL_SERVER = os.environ.get("AUTOREDUCE_TEST_MYSQL", "mysql+pymysql://root@127
 
 @pytest.fixture(autouse=True)
 def _no_stray_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test reads a developer's autoreduce.toml or AUTOREDUCE_* variables by accident."""
+    """No test reads a developer's autoreduce.toml or AUTOREDUCE_* variables by accident.
+
+    Each test runs in its own empty directory with no ``AUTOREDUCE_CONFIG``: no config file.
+    """
     for name in list(os.environ):
         if name.startswith("AUTOREDUCE_") and name != "AUTOREDUCE_TEST_MYSQL":
             monkeypatch.delenv(name)
-    monkeypatch.setenv("AUTOREDUCE_CONFIG", str(tmp_path / "no-such-autoreduce.toml"))
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

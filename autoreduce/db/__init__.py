@@ -1,5 +1,5 @@
 """Database engine, sessions and migrations: one way to reach the database for every service."""
 
-from autoreduce.db.engine import Database, ReadOnlySessionError, upgrade
+from autoreduce.db.engine import Database, ReadOnlySessionError, is_unreachable, safe_url, upgrade
 
-__all__ = ["Database", "ReadOnlySessionError", "upgrade"]
+__all__ = ["Database", "ReadOnlySessionError", "is_unreachable", "safe_url", "upgrade"]

@@ -10,6 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -97,13 +98,39 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` with the Alembic migrations."""
+@contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Alembic says "Context impl …" at INFO on every start; keep it to warnings."""
+    alembic_logger = logging.getLogger("alembic")
+    previous = alembic_logger.level
+    alembic_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        alembic_logger.setLevel(previous)
+
+
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Bring the schema to ``revision`` with the Alembic migrations.
+
+    Returns the revisions before and after; before is None when the database had no schema.
+    """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
+    with _quiet_alembic(), engine.begin() as connection:
+        before = MigrationContext.configure(connection).get_current_revision()
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+        after = MigrationContext.configure(connection).get_current_revision()
+    return before, after
+
+
+def safe_url(url: str) -> str:
+    """``url`` with its password masked, fit for a log line or an error message."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: show nothing of it that could be a secret
+        return "<unparseable database URL>"
 
 
 def is_unreachable(error: BaseException) -> bool:
@@ -169,8 +196,9 @@ class Database:
         )
         return retrying(work, *args, **kwargs)
 
-    def upgrade(self) -> None:
-        upgrade(self.engine)
+    def upgrade(self) -> tuple[str | None, str | None]:
+        """Migrate to the newest revision; (revision before, revision after)."""
+        return upgrade(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -37,7 +37,8 @@ def kill_a_processor(facility: Facility) -> None:
         found = []
         for child in psutil.Process(facility.process.pid).children():  # type: ignore[union-attr]
             try:
-                if child.cmdline()[-1:] == ["process"]:
+                # python -m autoreduce process --name process-N
+                if child.cmdline()[3:4] == ["process"]:
                     found.append(child)
             except psutil.Error:  # a processor killed before and not reaped yet
                 continue

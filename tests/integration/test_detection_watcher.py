@@ -95,11 +95,6 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(autouse=True)
-def no_stray_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("AUTOREDUCE_CONFIG", str(tmp_path / "absent.toml"))
-
-
 @pytest.fixture
 def api() -> Iterator[RecordingApi]:
     server = RecordingApi()

@@ -9,6 +9,7 @@ from click.testing import CliRunner, Result
 
 from autoreduce.cli import main
 from autoreduce.db import Database
+from autoreduce.db.models import Instrument, ReductionRun, RunStatus
 from autoreduce.messages import DEAD_LETTER_QUEUE, PENDING_QUEUE
 from autoreduce.transport.sql import SqlTransport
 
@@ -92,3 +93,60 @@ def test_purge_asks_first_then_deletes_every_dead_letter(queue: SqlTransport) ->
 
     assert "purged 2 dead letter(s)" in result.stdout
     assert queue.browse(DEAD_LETTER_QUEUE) == []
+
+
+def dead_letter_of_a_run(database: Database, queue: SqlTransport, status: RunStatus) -> str:
+    """A dead letter naming a real run in ``status``; its message id."""
+    with database.session() as session:
+        session.merge(Instrument(name="GEM"))
+        run = ReductionRun(
+            instrument="GEM", run_number=123, run_version=0, status=status, data_path="/x"
+        )
+        session.add(run)
+        session.flush()
+        run_id = run.id
+    body = json.dumps({"run_id": run_id, "instrument": "GEM", "run_number": 123, "run_version": 0})
+    queue.send(PENDING_QUEUE, body)
+    delivery = queue.receive(PENDING_QUEUE, timeout_s=1)
+    assert delivery is not None
+    queue.dead_letter(delivery, "gave up after 3 attempts")
+    [letter] = [d for d in queue.browse(DEAD_LETTER_QUEUE) if d.body == body]
+    return letter.message_id
+
+
+@pytest.mark.parametrize("status", [RunStatus.COMPLETED, RunStatus.ERROR, RunStatus.SKIPPED])
+def test_replaying_a_run_already_final_says_so_and_keeps_the_letter(
+    database: Database, queue: SqlTransport, status: RunStatus
+) -> None:
+    message_id = dead_letter_of_a_run(database, queue, status)
+
+    result = CliRunner().invoke(main, ["dlq", "replay", message_id])
+
+    assert result.exit_code == 1
+    assert (
+        f"run GEM 123 v0 is already {status}; replaying would do nothing — re-run it with "
+        "POST /api/v1/runs/GEM/123/reruns"
+    ) in result.output
+    assert message_id in [d.message_id for d in queue.browse(DEAD_LETTER_QUEUE)]
+    assert queue.browse(PENDING_QUEUE) == []
+
+
+def test_replay_all_keeps_the_letters_of_final_runs_and_replays_the_rest(
+    database: Database, queue: SqlTransport
+) -> None:
+    kept_id = dead_letter_of_a_run(database, queue, RunStatus.ERROR)
+
+    result = cli("replay", "--all")
+
+    assert result.exit_code == 0
+    assert f"kept {kept_id}: run GEM 123 v0 is already Error" in result.stdout
+    assert [d.message_id for d in queue.browse(DEAD_LETTER_QUEUE)] == [kept_id]
+    assert len(queue.browse(PENDING_QUEUE)) == 2
+
+
+def test_a_queued_run_is_replayed(database: Database, queue: SqlTransport) -> None:
+    message_id = dead_letter_of_a_run(database, queue, RunStatus.QUEUED)
+
+    result = cli("replay", message_id)
+
+    assert result.exit_code == 0 and f"replayed {message_id} (GEM 123 v0)" in result.stdout

@@ -1,0 +1,128 @@
+"""What every subcommand does first: read the settings, reach the database, speak plainly.
+
+Expected conditions — a bad configuration, an unreachable database or broker — end a command
+with one line that says what to do (exit 2 for configuration, 1 otherwise), never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+import click
+from alembic.util import CommandError
+
+from autoreduce.db import Database, is_unreachable, safe_url
+from autoreduce.logs import configure_logging
+from autoreduce.settings import ConfigError, Settings, load_settings
+from autoreduce.transport import TransportError
+
+logger = logging.getLogger("autoreduce.cli")
+_DATABASE_URL = "autoreduce.database_url"  # the click context's meta key: for error messages
+
+
+class ConfigProblem(click.ClickException):
+    """The configuration cannot be used: each problem on its own line, exit status 2."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str], advice: str = "") -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+        self.advice = advice
+
+    def show(self, file: Any = None) -> None:
+        for problem in self.problems:
+            click.echo(f"Error: {problem}", err=True)
+        if self.advice:
+            click.echo(self.advice, err=True)
+
+
+class DatabaseUnreachable(click.ClickException):
+    """The database did not answer; the URL is shown without its password."""
+
+    def __init__(self, url: str | None, error: BaseException) -> None:
+        cause = getattr(error, "orig", None) or error
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        where = f" at {safe_url(url)}" if url else ""
+        super().__init__(f"cannot reach the database{where}: {reason}")
+
+
+class AutoreduceGroup(click.Group):
+    """The top-level group: turns expected failures into one line each."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as error:
+            raise ConfigProblem(error.problems) from None
+        except TransportError as error:
+            raise click.ClickException(f"cannot use the broker: {error}") from None
+        except CommandError as error:  # Alembic: e.g. a revision this version does not know
+            raise click.ClickException(
+                f"cannot migrate the database schema: {error} (was it migrated by a newer "
+                "autoreduce?)"
+            ) from None
+        except Exception as error:
+            if is_unreachable(error):
+                raise DatabaseUnreachable(ctx.meta.get(_DATABASE_URL), error) from None
+            raise
+
+
+def cli_settings() -> Settings:
+    """The settings, or exit 2 with each problem on one line."""
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        raise ConfigProblem(error.problems) from None
+    click.get_current_context().meta[_DATABASE_URL] = settings.resolved_database_url
+    return settings
+
+
+def service_settings() -> Settings:
+    """The settings a service starts with: valid, and every instrument's plugin installed."""
+    from autoreduce.config_check import plugin_problems
+    from autoreduce.plugin_manager import installed_plugins
+
+    settings = cli_settings()
+    problems = plugin_problems(settings, installed_plugins())
+    if problems:
+        raise ConfigProblem(problems)
+    return settings
+
+
+def start_logging(service: str, settings: Settings, **fields: object) -> None:
+    """Log ``service`` to ``<logs_dir>/<service>.jsonl``; warn of ignored environment variables."""
+    from autoreduce.config_check import environment_warnings
+
+    configure_logging(service, settings.logs_dir, fields=fields)
+    for warning in environment_warnings(os.environ):
+        logger.warning(warning)
+
+
+def migrated_database(settings: Settings) -> Database:
+    """The database, its schema brought up to date first (so a fresh data dir just works)."""
+    database = Database(settings.resolved_database_url)
+    try:
+        database.upgrade()
+    except Exception as error:
+        database.dispose()
+        if is_unreachable(error):
+            raise DatabaseUnreachable(settings.resolved_database_url, error) from None
+        raise
+    return database
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop

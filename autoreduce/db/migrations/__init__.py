@@ -1,0 +1,1 @@
+"""Alembic migrations of the autoreduce schema (run by ``autoreduce.db.upgrade``)."""
