@@ -78,17 +78,18 @@ def _completed(database: Database) -> int:
         return -1
 
 
-def _submit_all(facility: Facility, data_dir: Path) -> None:
+def _submit_all(facility: Facility) -> None:
+    """POST every run as the detector does; the API finds each data file in the archive."""
     token = (facility.root / "data" / "secrets" / "detector.token").read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
     with requests.Session() as http:
         http.headers["Authorization"] = f"Bearer {token}"
         for run_number in range(1, RUNS + 1):
-            data_path = data_dir / f"CHAOS{run_number:08d}.nxs"
+            data_path = facility.data_file("CHAOS", run_number)
+            data_path.parent.mkdir(parents=True, exist_ok=True)
             data_path.write_bytes(b"noop does not read it")
             response = http.post(
                 f"{facility.api_url}/api/v1/runs",
-                json={"instrument": "CHAOS", "run_number": run_number, "data_path": str(data_path)},
+                json={"instrument": "CHAOS", "run_number": run_number},
                 timeout=30,
             )
             assert response.status_code == 201, response.text
@@ -129,7 +130,7 @@ def test_300_runs_complete_exactly_once_through_kills_and_restarts(
         ]
     )
     try:
-        _submit_all(facility, tmp_path / "runs")
+        _submit_all(facility)
 
         def all_completed() -> bool:
             completed = _completed(database)
