@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
 
 from autoreduce.cli.startup import cli_settings, migrated_database
-from autoreduce.db import Database
-from autoreduce.transport import Transport
+
+if TYPE_CHECKING:
+    from autoreduce.db import Database
+    from autoreduce.transport import Transport
 
 
 @click.group()

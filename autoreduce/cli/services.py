@@ -12,6 +12,7 @@ import click
 
 from autoreduce.cli.startup import (
     ConfigProblem,
+    cli_settings,
     migrated_database,
     service_settings,
     start_logging,
@@ -52,7 +53,7 @@ def api(host: str, port: int) -> None:
 @click.option("--instrument", "instruments", multiple=True, help="Only these instruments.")
 def detect(poll_s: float | None, from_run: int | None, instruments: tuple[str, ...]) -> None:
     """Watch every configured lastruns.txt and submit new runs to the API."""
-    settings = service_settings()
+    settings = cli_settings()  # plugins are the API's and processors' business: not loaded here
     start_logging("detect", settings)
     import run_detection
 

@@ -10,15 +10,15 @@ import logging
 import os
 import signal
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from alembic.util import CommandError
 
-from autoreduce.db import Database, is_unreachable, safe_url
 from autoreduce.logs import configure_logging
 from autoreduce.settings import ConfigError, Settings, load_settings
-from autoreduce.transport import TransportError
+
+if TYPE_CHECKING:  # the database layer is imported when a command needs it, not to start one
+    from autoreduce.db import Database
 
 logger = logging.getLogger("autoreduce.cli")
 _DATABASE_URL = "autoreduce.database_url"  # the click context's meta key: for error messages
@@ -45,6 +45,8 @@ class DatabaseUnreachable(click.ClickException):
     """The database did not answer; the URL is shown without its password."""
 
     def __init__(self, url: str | None, error: BaseException) -> None:
+        from autoreduce.db import safe_url
+
         cause = getattr(error, "orig", None) or error
         reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         where = f" at {safe_url(url)}" if url else ""
@@ -59,17 +61,29 @@ class AutoreduceGroup(click.Group):
             return super().invoke(ctx)
         except ConfigError as error:
             raise ConfigProblem(error.problems) from None
-        except TransportError as error:
-            raise click.ClickException(f"cannot use the broker: {error}") from None
-        except CommandError as error:  # Alembic: e.g. a revision this version does not know
-            raise click.ClickException(
-                f"cannot migrate the database schema: {error} (was it migrated by a newer "
-                "autoreduce?)"
-            ) from None
         except Exception as error:
-            if is_unreachable(error):
-                raise DatabaseUnreachable(ctx.meta.get(_DATABASE_URL), error) from None
-            raise
+            expected = _expected_failure(ctx, error)
+            if expected is None:
+                raise
+            raise expected from None
+
+
+def _expected_failure(ctx: click.Context, error: Exception) -> click.ClickException | None:
+    """The one-line answer to an expected failure (broker, schema, database); None otherwise."""
+    from alembic.util import CommandError
+
+    from autoreduce.db import is_unreachable
+    from autoreduce.transport import TransportError
+
+    if isinstance(error, TransportError):
+        return click.ClickException(f"cannot use the broker: {error}")
+    if isinstance(error, CommandError):  # Alembic: e.g. a revision this version does not know
+        return click.ClickException(
+            f"cannot migrate the database schema: {error} (was it migrated by a newer autoreduce?)"
+        )
+    if is_unreachable(error):
+        return DatabaseUnreachable(ctx.meta.get(_DATABASE_URL), error)
+    return None
 
 
 def cli_settings() -> Settings:
@@ -105,6 +119,8 @@ def start_logging(service: str, settings: Settings, **fields: object) -> None:
 
 def migrated_database(settings: Settings) -> Database:
     """The database, its schema brought up to date first (so a fresh data dir just works)."""
+    from autoreduce.db import Database, is_unreachable
+
     database = Database(settings.resolved_database_url)
     try:
         database.upgrade()
