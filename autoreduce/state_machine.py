@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session
 from autoreduce.db.models import ReductionRun, RunStatus
 
 ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
-    RunStatus.QUEUED: frozenset({RunStatus.PROCESSING, RunStatus.SKIPPED, RunStatus.ERROR}),
+    RunStatus.QUEUED: frozenset(
+        {RunStatus.PROCESSING, RunStatus.SKIPPED, RunStatus.ERROR, RunStatus.CANCELLED}
+    ),
     RunStatus.PROCESSING: frozenset(
         {
             RunStatus.PROCESSING,  # taken over after its processor died (attempts + 1)
@@ -23,11 +25,13 @@ ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
             RunStatus.COMPLETED,
             RunStatus.ERROR,
             RunStatus.SKIPPED,
+            RunStatus.CANCELLED,  # its processor stopped the reduction on request
         }
     ),
     RunStatus.COMPLETED: frozenset(),
     RunStatus.ERROR: frozenset(),
     RunStatus.SKIPPED: frozenset(),
+    RunStatus.CANCELLED: frozenset(),
 }
 
 
@@ -51,7 +55,9 @@ def transition(
     """
     if new not in ALLOWED[expected]:
         raise IllegalTransition(f"a run cannot go from {expected} to {new}")
-    if new in (RunStatus.ERROR, RunStatus.SKIPPED) and not values.get("message"):
+    if new in (RunStatus.ERROR, RunStatus.SKIPPED, RunStatus.CANCELLED) and not values.get(
+        "message"
+    ):
         raise IllegalTransition(f"a run moved to {new} needs a message with the reason")
     if "message" in values:
         values["message"] = one_line(values["message"])

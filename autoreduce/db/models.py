@@ -66,10 +66,16 @@ class RunStatus(enum.StrEnum):
     COMPLETED = "Completed"
     ERROR = "Error"
     SKIPPED = "Skipped"
+    CANCELLED = "Cancelled"  # stopped on request; its message says who cancelled it and why
 
     @property
     def is_final(self) -> bool:
-        return self in (RunStatus.COMPLETED, RunStatus.ERROR, RunStatus.SKIPPED)
+        return self in (
+            RunStatus.COMPLETED,
+            RunStatus.ERROR,
+            RunStatus.SKIPPED,
+            RunStatus.CANCELLED,
+        )
 
 
 class Base(DeclarativeBase):

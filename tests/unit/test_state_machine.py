@@ -55,9 +55,10 @@ def test_an_arrow_the_design_does_not_have_is_refused() -> None:
         transition(None, 1, RunStatus.COMPLETED, RunStatus.QUEUED)  # type: ignore[arg-type]
 
 
-def test_error_and_skipped_need_a_reason() -> None:
+@pytest.mark.parametrize("final", [RunStatus.ERROR, RunStatus.SKIPPED, RunStatus.CANCELLED])
+def test_error_skipped_and_cancelled_need_a_reason(final: RunStatus) -> None:
     with pytest.raises(IllegalTransition, match="needs a message"):
-        transition(None, 1, RunStatus.QUEUED, RunStatus.SKIPPED)  # type: ignore[arg-type]
+        transition(None, 1, RunStatus.QUEUED, final)  # type: ignore[arg-type]
 
 
 def test_a_reason_is_kept_to_one_line() -> None:
