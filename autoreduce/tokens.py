@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from autoreduce.audit import Actor, record_event
 from autoreduce.db import Database
 from autoreduce.db.models import ApiToken, utcnow
 from autoreduce.settings import INSTRUMENT_NAME
@@ -59,8 +60,17 @@ def _checked_instruments(instruments: Iterable[str]) -> list[str]:
     return names
 
 
-def create_token(database: Database, name: str, role: str, instruments: Iterable[str] = ()) -> str:
+def create_token(
+    database: Database,
+    name: str,
+    role: str,
+    instruments: Iterable[str] = (),
+    *,
+    actor: Actor | None = None,
+) -> str:
     """Create a token called ``name`` with ``role``; return the token (the only time it is seen).
+
+    With ``actor``, the creation is recorded in the audit trail (its name, never its value).
 
     Raises :class:`ValueError` for an unknown role, a bad or duplicate name (revoked tokens keep
     their name) or a malformed instrument name.
@@ -79,6 +89,9 @@ def create_token(database: Database, name: str, role: str, instruments: Iterable
             session.add(
                 ApiToken(name=name, role=role, token_hash=hash_token(token), instruments=allowed)
             )
+            if actor is not None:
+                details = {"role": role, "instruments": allowed}
+                record_event(session, actor, "token.create", f"token {name}", details=details)
     except IntegrityError:  # created concurrently under the same name
         raise ValueError(f"a token named {name!r} already exists") from None
     return token
@@ -97,15 +110,21 @@ def verify_token(session_or_database: Session | Database, token: str) -> ApiToke
         return session.scalar(query)
 
 
-def revoke_token(database: Database, name: str) -> bool:
-    """Revoke the token called ``name``; False if there is no live token of that name."""
+def revoke_token(database: Database, name: str, *, actor: Actor | None = None) -> bool:
+    """Revoke the token called ``name``; False if there is no live token of that name.
+
+    With ``actor``, the revocation is recorded in the audit trail.
+    """
     with database.session() as session:
         result = session.execute(
             update(ApiToken)
             .where(ApiToken.name == name, ApiToken.revoked_at.is_(None))
             .values(revoked_at=utcnow())
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        revoked = bool(result.rowcount)  # type: ignore[attr-defined]
+        if revoked and actor is not None:
+            record_event(session, actor, "token.revoke", f"token {name}")
+        return revoked
 
 
 def list_tokens(database: Database) -> list[TokenInfo]:

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException
+from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from autoreduce.audit import Actor
 from autoreduce.tokens import verify_token
 from rest_api.dependencies import ApiState, StateDep
 
@@ -31,6 +32,12 @@ class Caller:
     name: str
     role: str
     instruments: tuple[str, ...]
+    address: str = ""  # the client's address, for the audit trail
+
+    @property
+    def actor(self) -> Actor:
+        """Who this caller is in the audit trail."""
+        return Actor(self.name, self.role, self.address)
 
     def may_read(self, instrument: str) -> bool:
         """True if this caller may read ``instrument``'s runs and outputs."""
@@ -58,7 +65,9 @@ ANONYMOUS = Caller("anonymous", "public", ())
 """The caller of a read without a token on an instance with ``public_read``."""
 
 
-def _verified(state: ApiState, credentials: HTTPAuthorizationCredentials | None) -> Caller | None:
+def _verified(
+    state: ApiState, request: Request, credentials: HTTPAuthorizationCredentials | None
+) -> Caller | None:
     """The token's caller; None without a token; 401 for an unknown or revoked one."""
     if credentials is None or not credentials.credentials:
         return None
@@ -67,7 +76,8 @@ def _verified(state: ApiState, credentials: HTTPAuthorizationCredentials | None)
         raise HTTPException(
             status_code=401, detail="the token is unknown or revoked", headers=_CHALLENGE
         )
-    return Caller(token.name, token.role, tuple(token.instruments or ()))
+    address = request.client.host if request.client else ""
+    return Caller(token.name, token.role, tuple(token.instruments or ()), address)
 
 
 def _missing_token() -> HTTPException:
@@ -83,9 +93,10 @@ def require_role(*roles: str) -> Callable[..., Caller]:
 
     def authenticate(
         state: StateDep,
+        request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
     ) -> Caller:
-        caller = _verified(state, credentials)
+        caller = _verified(state, request, credentials)
         if caller is None:
             raise _missing_token()
         if caller.role not in roles:
@@ -101,10 +112,11 @@ def require_role(*roles: str) -> Callable[..., Caller]:
 
 def require_reader(
     state: StateDep,
+    request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
 ) -> Caller:
     """A dependency for reads: any valid token, or nobody when the instance is public."""
-    caller = _verified(state, credentials)
+    caller = _verified(state, request, credentials)
     if caller is not None:
         return caller
     if state.settings.public_read:

@@ -222,3 +222,24 @@ class Health(BaseModel):
     status: str
     database: str
     broker: str
+
+
+class AuditItem(BaseModel):
+    """One write: who, from where, what and when."""
+
+    id: int
+    at: datetime
+    actor: str = Field(description="The token's or client's name (`cli:<user>` from a terminal).")
+    role: str
+    address: str = Field(description="The client's address (the host, for the command line).")
+    action: str = Field(description="E.g. `run.submit`, `run.rerun`, `instrument.pause`.")
+    instrument: str | None
+    target: str = Field(description="What was changed, e.g. `GEM 44733 v1`.")
+    details: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditItem]
+    next_before_id: int | None = Field(
+        description="Pass as `before_id` for the next (older) page; null on the last one."
+    )

@@ -23,6 +23,7 @@ from autoreduce.archive import (
     checked_data_file,
     locate_data_file,
 )
+from autoreduce.audit import Actor, record_event
 from autoreduce.db.models import Instrument, OutboxMessage, ReductionRun, RunStatus, utcnow
 from autoreduce.messages import PENDING_QUEUE, RunMessage
 from autoreduce.nexus import RunMetadata
@@ -163,6 +164,11 @@ def _new_run(fields: dict[str, Any]) -> ReductionRun:
     )
 
 
+def _audit(session: Session, actor: Actor, action: str, run: ReductionRun, **details: Any) -> None:
+    target = f"{run.instrument} {run.run_number} v{run.run_version}"
+    record_event(session, actor, action, target, instrument=run.instrument, details=details)
+
+
 def _announce(state: ApiState, run: ReductionRun) -> None:
     logger.info(
         "recorded run %s %d v%d as %s (id %d)",
@@ -241,13 +247,15 @@ def _same_run(existing: ReductionRun, data_path: Path, submitted_by: str) -> Red
 
 
 def record_detected_run(
-    state: ApiState, submission: RunSubmission, submitted_by: str
+    state: ApiState, submission: RunSubmission, actor: Actor
 ) -> tuple[ReductionRun, bool]:
     """Record version 0 of a detected run; (the run, True if it was created now).
 
     A run already recorded with the same data file is answered as it is (idempotent); with
-    another data file it is a 409 naming both, logged for an operator.
+    another data file it is a 409 naming both, logged for an operator. A new run is recorded in
+    the audit trail with it.
     """
+    submitted_by = actor.name
     state.instrument_config(submission.instrument)
     existing = _first_version(state, submission.instrument, submission.run_number)
     try:
@@ -275,6 +283,7 @@ def record_detected_run(
                 if paused and run.status == RunStatus.QUEUED:
                     run.message = held_message(run.instrument)
                 _add_with_message(session, run)
+                _audit(session, actor, "run.submit", run, data_path=run.data_path)
         except (IntegrityError, OperationalError) as error:
             if not _lost_race(error):
                 raise
@@ -304,7 +313,7 @@ def record_rerun(
     instrument: str,
     run_number: int,
     request: RerunRequest,
-    submitted_by: str,
+    actor: Actor,
 ) -> ReductionRun:
     """Record a new version of an existing run with the request's variables over the defaults."""
     state.instrument_config(instrument)
@@ -336,11 +345,19 @@ def record_rerun(
                         "variables": variables,
                         "reason": "rerun",
                         "description": request.reason,
-                        "submitted_by": submitted_by,
+                        "submitted_by": actor.name,
                         "detected_at": first.detected_at,
                     }
                 )
                 _add_with_message(session, run)
+                _audit(
+                    session,
+                    actor,
+                    "run.rerun",
+                    run,
+                    variables=request.variables,
+                    reason=request.reason,
+                )
         except (IntegrityError, OperationalError) as error:
             if not _lost_race(error):
                 raise

@@ -20,11 +20,14 @@ def token() -> None:
 @click.option("--instrument", "instruments", multiple=True, help="Limit to these instruments.")
 def token_create(name: str, role: str, instruments: tuple[str, ...]) -> None:
     """Create a token and print it (the only time it is shown)."""
+    from autoreduce.audit import command_line_actor
     from autoreduce.tokens import create_token
 
     database = migrated_database(cli_settings())
     try:
-        secret = create_token(database, name, role, instruments=list(instruments))
+        secret = create_token(
+            database, name, role, instruments=list(instruments), actor=command_line_actor()
+        )
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     finally:
@@ -53,11 +56,12 @@ def token_list() -> None:
 @click.argument("name")
 def token_revoke(name: str) -> None:
     """Revoke the token called NAME."""
+    from autoreduce.audit import command_line_actor
     from autoreduce.tokens import revoke_token
 
     database = migrated_database(cli_settings())
     try:
-        revoked = revoke_token(database, name)
+        revoked = revoke_token(database, name, actor=command_line_actor())
     finally:
         database.dispose()
     if not revoked:

@@ -203,3 +203,25 @@ class ProcessorHeartbeat(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     current_run_id: Mapped[int | None] = mapped_column(Integer)
     stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AuditEvent(Base):
+    """One write: who (token or client name, role, address), what, when (DESIGN: audit trail)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_at", "at"),
+        Index("ix_audit_action_at", "action", "at"),
+        Index("ix_audit_instrument_at", "instrument", "at"),
+        Index("ix_audit_actor_at", "actor", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    actor: Mapped[str] = mapped_column(String(100), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    address: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    action: Mapped[str] = mapped_column(String(40), nullable=False)
+    instrument: Mapped[str | None] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(200), nullable=False)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)

@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from autoreduce.audit import Actor, record_event
 from autoreduce.db.models import Instrument, OutboxMessage, ReductionRun, RunStatus, utcnow
 from autoreduce.state_machine import HELD_PREFIX, held_message
 from rest_api.auth import Caller, ReaderDep, require_role
@@ -121,7 +122,7 @@ def _hold_or_release(session: Session, name: str, paused: bool) -> None:
         )
 
 
-def _set_paused(state: ApiState, name: str, paused: bool) -> None:
+def _set_paused(state: ApiState, name: str, paused: bool, actor: Actor) -> None:
     for _ in range(2):  # the row may be created concurrently by a run submission
         try:
             with state.database.session() as session:
@@ -131,6 +132,8 @@ def _set_paused(state: ApiState, name: str, paused: bool) -> None:
                 else:
                     row.is_paused = paused
                 _hold_or_release(session, name, paused)
+                action = "instrument.pause" if paused else "instrument.resume"
+                record_event(session, actor, action, f"instrument {name}", instrument=name)
             return
         except IntegrityError:
             continue
@@ -157,7 +160,7 @@ def patch_instrument(
     """Pause (runs are recorded and held, and say so) or resume (held runs flow on)."""
     state.instrument_config(name)
     caller.check_instrument(name)
-    _set_paused(state, name, patch.paused)
+    _set_paused(state, name, patch.paused, caller.actor)
     logger.info(
         "instrument %s %s by %s", name, "paused" if patch.paused else "resumed", caller.name
     )

@@ -82,7 +82,7 @@ def _text_or_422(value: str, name: str) -> str:
         raise HTTPException(status_code=422, detail=f"{name}: {error}") from None
 
 
-def _utc_or_422(value: datetime | None, name: str) -> datetime | None:
+def utc_or_422(value: datetime | None, name: str) -> datetime | None:
     try:
         return None if value is None else utc_timestamp(value)
     except ValueError as error:
@@ -112,7 +112,7 @@ def submit_run(
     """
     state.instrument_config(submission.instrument)
     caller.check_instrument(submission.instrument)
-    run, created = record_detected_run(state, submission, caller.name)
+    run, created = record_detected_run(state, submission, caller.actor)
     if not created:
         response.status_code = 200
     return run_item(run)
@@ -166,9 +166,9 @@ def list_runs(
         query = query.where(ReductionRun.run_number >= run_min)
     if run_max is not None:
         query = query.where(ReductionRun.run_number <= run_max)
-    if (start := _utc_or_422(since, "since")) is not None:
+    if (start := utc_or_422(since, "since")) is not None:
         query = query.where(ReductionRun.queued_at >= start)
-    if (end := _utc_or_422(until, "until")) is not None:
+    if (end := utc_or_422(until, "until")) is not None:
         query = query.where(ReductionRun.queued_at < end)
     if q:
         _text_or_422(q, "q")
@@ -229,4 +229,4 @@ def rerun(
     """Queue a new version of a run with changed variables (scientist of the instrument, admin)."""
     state.instrument_config(instrument)
     caller.check_instrument(instrument, must_list=caller.role == "scientist")
-    return run_item(record_rerun(state, instrument, run_number, request, caller.name))
+    return run_item(record_rerun(state, instrument, run_number, request, caller.actor))
