@@ -81,7 +81,7 @@ def cancel_run_version(
         return Cancellation(fresh, done=fresh.status == RunStatus.CANCELLED)
 
 
-def _version(instrument: str, run_number: int, run_version: int) -> Select[tuple[ReductionRun]]:
+def _version(instrument: str, run_number: int, run_version: int) -> Select[ReductionRun]:
     return (
         select(ReductionRun)
         .where(
