@@ -90,6 +90,9 @@ def held_message(instrument: str) -> str:
 
 
 def cancelled_message(by: str, at: datetime, reason: str) -> str:
-    """The ``message`` of a Cancelled run: who cancelled it, when (UTC, to the second) and why."""
+    """The ``message`` of a Cancelled run: who cancelled it, when (UTC, to the second) and why.
+
+    The reason's line breaks become spaces, so all of it fits the one-line message.
+    """
     when = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return one_line(f"cancelled by {by} at {when}: {reason}")
+    return one_line(f"cancelled by {by} at {when}: {' '.join(reason.split())}")
