@@ -7,6 +7,7 @@ two processors can never both record one run version.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import update
@@ -86,3 +87,12 @@ HELD_PREFIX = "held: "
 def held_message(instrument: str) -> str:
     """The ``message`` of a Queued run held because its instrument is paused."""
     return f"{HELD_PREFIX}instrument {instrument} is paused; the run is reduced when it resumes"
+
+
+def cancelled_message(by: str, at: datetime, reason: str) -> str:
+    """The ``message`` of a Cancelled run: who cancelled it, when (UTC, to the second) and why.
+
+    The reason's line breaks become spaces, so all of it fits the one-line message.
+    """
+    when = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return one_line(f"cancelled by {by} at {when}: {' '.join(reason.split())}")

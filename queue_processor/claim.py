@@ -3,7 +3,8 @@
 A message is taken (Queued → Processing, attempts + 1), taken over (Processing → Processing when
 its previous processor died and the broker redelivered it), given up (Error after
 ``max_attempts``), or dropped (the run already reached a final state: the redelivery of a run
-that was finished is acked and forgotten).
+that was finished is acked and forgotten; or cancelling it was asked for while an earlier
+processor held it: it becomes Cancelled, never reduced again).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from autoreduce.db import Database
 from autoreduce.db.models import ReductionRun, RunStatus, utcnow
 from autoreduce.messages import RunMessage
 from autoreduce.state_machine import HELD_PREFIX, transition
+from queue_processor.cancel import request_of
 
 
 class Decision(enum.Enum):
@@ -57,6 +59,17 @@ def claim_run(
         status = RunStatus(run.status)
         if status.is_final:
             return Claim(Decision.DROP, f"run already {status}")
+        if (request := request_of(run)) is not None:  # asked while its processor held it
+            moved = transition(
+                session,
+                run.id,
+                status,
+                RunStatus.CANCELLED,
+                expected_attempts=run.attempts,
+                message=request.message,
+                finished_at=utcnow(),
+            )
+            return Claim(Decision.DROP, request.message if moved else "run changed first")
         if run.attempts >= max_attempts:
             last = run.message or (
                 f"the processor reducing it ({run.processor or 'unknown'}) stopped without "

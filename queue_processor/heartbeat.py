@@ -1,7 +1,9 @@
 """A processor's heartbeat: its row in ``processor_heartbeats``, and the claim on its run kept.
 
 The heartbeat runs on its own thread, never on the thread that waits for a reduction, so a long
-reduction neither looks dead to the API nor lets its message's visibility lapse.
+reduction neither looks dead to the API nor lets its message's visibility lapse. Each beat also
+looks (one primary-key read) whether cancelling the run in hand was asked for; the launcher's
+wait loop asks :meth:`Heartbeat.cancel_requested`, which reads memory only.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import socket
 import threading
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from autoreduce.db import Database
-from autoreduce.db.models import ProcessorHeartbeat, utcnow
+from autoreduce.db.models import ProcessorHeartbeat, ReductionRun, utcnow
 from autoreduce.transport import Delivery, Transport
 
 logger = logging.getLogger("autoreduce.process")
@@ -31,6 +33,7 @@ class Heartbeat:
         self.interval_s = interval_s
         self.started_at: datetime = utcnow()
         self._current: tuple[int, Delivery] | None = None
+        self._cancel_seen_for: int | None = None  # the run in hand, once a cancel was asked
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
 
@@ -42,9 +45,17 @@ class Heartbeat:
         """Say which run (and delivery) this processor holds now; None when idle."""
         self._current = (run_id, delivery) if run_id is not None and delivery else None
 
+    def cancel_requested(self, run_id: int) -> bool:
+        """True once a beat has seen a request to cancel run ``run_id`` (read from memory)."""
+        return self._cancel_seen_for == run_id
+
     def beat(self) -> None:
         current = self._current
         with self.database.session() as session:
+            if current and session.scalar(
+                select(ReductionRun.cancel_requested_at).where(ReductionRun.id == current[0])
+            ):
+                self._cancel_seen_for = current[0]
             session.merge(
                 ProcessorHeartbeat(
                     id=self.processor_id,

@@ -7,7 +7,8 @@ and its verdict comes back over another, so the processor has the verdict before
 address space is torn down; the exited child is reaped later.
 
 The parent enforces the time limit (SIGTERM to the child's process group, SIGKILL after
-``KILL_GRACE_S``) and watches the group's resident memory; the child caps its own address space.
+``KILL_GRACE_S``), stops the group the same way when asked to (shutdown, a cancelled run) and
+watches the group's resident memory; the child caps its own address space.
 Whatever the plugin does — raise, hang, exhaust memory, segfault, ``os._exit`` — the result is
 one :class:`Outcome`.
 """
@@ -123,6 +124,7 @@ class ReductionLauncher:
         self.plugins = plugins
         self._ready: _ReadyChild | None = None
         self._unreaped: list[int] = []
+        self.running_pid: int | None = None  # the child reducing a job now (its process group)
 
     def prepare(self) -> None:
         """Fork the next ready child now, if there is none (call it in the main thread)."""
@@ -140,21 +142,23 @@ class ReductionLauncher:
         os.close(result_write)
         self._ready = _ReadyChild(pid, job_write, result_read)
 
-    def run(self, job: ReductionJob, should_abandon: Callable[[], bool] = lambda: False) -> Outcome:
+    def run(self, job: ReductionJob, stop_reason: Callable[[], str] = lambda: "") -> Outcome:
         """Reduce ``job`` in the ready child within its limits; then ready the next child.
 
-        ``should_abandon`` is asked while waiting; when it answers True the child is stopped and
-        the outcome says so (the processor is shutting down and releases the run).
+        ``stop_reason`` is asked while waiting (every ``WATCH_INTERVAL_S``, so it must be cheap);
+        when it answers a reason the child's process group is stopped and the outcome fails with
+        that reason (the processor is shutting down, or the run was cancelled).
         """
         job.work_dir.mkdir(parents=True, exist_ok=True)
         self.prepare()
         child, self._ready = self._ready, None
         assert child is not None
+        self.running_pid = child.pid
         started = time.monotonic()
         with contextlib.suppress(BrokenPipeError):  # a dead ready child: its exit says why
             _write_all(child.job_fd, pickle.dumps(job))
         os.close(child.job_fd)
-        payload, reason, peak_rss_mb = self._await_verdict(child, job, started, should_abandon)
+        payload, reason, peak_rss_mb = self._await_verdict(child, job, started, stop_reason)
         exitcode: int | None = None
         if reason:
             self._stop(child.pid)
@@ -165,6 +169,7 @@ class ReductionLauncher:
         else:
             _kill_group(child.pid, signal.SIGKILL)  # grandchildren the plugin left behind
             self._unreaped.append(child.pid)  # its teardown need not hold up this run
+        self.running_pid = None
         self.prepare()  # the next child starts while the processor records this run
         outcome = Outcome(ok=False, reason=reason) if reason else _outcome(payload, exitcode)
         outcome.wall_s = time.monotonic() - started
@@ -176,7 +181,7 @@ class ReductionLauncher:
         child: _ReadyChild,
         job: ReductionJob,
         started: float,
-        should_abandon: Callable[[], bool],
+        stop_reason: Callable[[], str],
     ) -> tuple[bytes, str, float]:
         """Read the child's verdict until EOF, or stop at a limit; (payload, reason, peak)."""
         watched = psutil.Process(child.pid)
@@ -203,8 +208,8 @@ class ReductionLauncher:
                     reason = f"plugin exceeded its {job.timeout_s:g} s time limit"
                 elif peak_rss_mb > rss_limit_mb:
                     reason = f"plugin exceeded its memory limit of {job.memory_mb} MB"
-                elif should_abandon():
-                    reason = "abandoned: the processor is shutting down"
+                else:
+                    reason = stop_reason()
                 if reason:
                     break
         finally:
@@ -250,11 +255,11 @@ def run_isolated(
     job: ReductionJob,
     plugins: Plugins,
     *,
-    should_abandon: Callable[[], bool] = lambda: False,
+    stop_reason: Callable[[], str] = lambda: "",
 ) -> Outcome:
     """Reduce one job in a child of its own (a launcher for one job)."""
     launcher = ReductionLauncher(plugins)
     try:
-        return launcher.run(job, should_abandon)
+        return launcher.run(job, stop_reason)
     finally:
         launcher.close()

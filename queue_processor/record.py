@@ -160,6 +160,13 @@ def record_without_reduction(
     return _finish_held(database, run_id, attempt, status, message=reason, finished_at=utcnow())
 
 
+def record_cancelled(database: Database, *, run_id: int, attempt: int, message: str) -> bool:
+    """Finish a held run whose reduction was stopped on request; nothing is recorded as output."""
+    return _finish_held(
+        database, run_id, attempt, RunStatus.CANCELLED, message=message, finished_at=utcnow()
+    )
+
+
 def requeue_for_retry(database: Database, *, run_id: int, attempt: int, reason: str) -> bool:
     """Put a held run back in the queue after a failed attempt; the attempt counts."""
     return _finish_held(

@@ -27,11 +27,13 @@ from autoreduce.plugin import ReductionResult, RunInfo
 from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.settings import Settings
 from autoreduce.transport import Delivery, Transport, open_transport
+from queue_processor.cancel import CancelRequest, cancel_request
 from queue_processor.claim import Claim, Decision, claim_run
 from queue_processor.heartbeat import Heartbeat
 from queue_processor.isolation import Outcome, ReductionJob, ReductionLauncher
 from queue_processor.record import (
     move_into_place,
+    record_cancelled,
     record_outcome,
     record_without_reduction,
     refused_output,
@@ -228,7 +230,10 @@ class QueueProcessor:
             timeout_s=config.timeout_s,
             memory_mb=config.memory_mb,
         )
-        outcome = self.launcher.run(job, should_abandon=self._grace_over)
+        outcome = self.launcher.run(job, stop_reason=lambda: self._stop_reason(run.id))
+        if (request := cancel_request(self.database, run.id)) is not None:
+            shutil.rmtree(job.work_dir, ignore_errors=True)  # partial outputs never move in
+            return self._cancelled(run, attempt, request, outcome)
         if self._stop.is_set() and outcome.reason.startswith("abandoned"):
             shutil.rmtree(job.work_dir, ignore_errors=True)
             return Verdict(RunStatus.QUEUED, Settle.RELEASE, outcome.reason, outcome)
@@ -260,6 +265,15 @@ class QueueProcessor:
         status = RunStatus.COMPLETED if outcome.ok else RunStatus.ERROR
         return Verdict(status, settle, outcome.reason, outcome)
 
+    def _cancelled(
+        self, run: ReductionRun, attempt: int, request: CancelRequest, outcome: Outcome
+    ) -> Verdict:
+        if not record_cancelled(
+            self.database, run_id=run.id, attempt=attempt, message=request.message
+        ):
+            logger.warning("%s: another processor took the run over; not cancelled", _label(run))
+        return Verdict(RunStatus.CANCELLED, Settle.ACK, request.message, outcome)
+
     def _finish_early(
         self, run: ReductionRun, attempt: int, status: RunStatus, reason: str
     ) -> Verdict:
@@ -267,6 +281,14 @@ class QueueProcessor:
             self.database, run_id=run.id, attempt=attempt, status=status, reason=reason
         )
         return Verdict(status, Settle.ACK, reason)
+
+    def _stop_reason(self, run_id: int) -> str:
+        """Why the reduction of run ``run_id`` must stop now, or "" (asked every 50 ms)."""
+        if self.heartbeat.cancel_requested(run_id):
+            return "cancelled on request"
+        if self._grace_over():
+            return "abandoned: the processor is shutting down"
+        return ""
 
     def _grace_over(self) -> bool:
         if not self._stop.is_set():

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 MAX_RUN_NUMBER = 2**63 - 1
+MAX_RUN_VERSION = 2**31 - 1
 MAX_VARIABLES_DEPTH = 32
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 12, 30, tzinfo=UTC)
@@ -123,6 +124,26 @@ class RerunRequest(BaseModel):
         return check_text(value)
 
 
+class CancelRequest(BaseModel):
+    """Why a run version is cancelled; recorded with who asked and when."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        min_length=1,
+        max_length=500,
+        description="Why the version is cancelled, in the words of whoever asks.",
+        examples=["wrong sample position"],
+    )
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        if not check_text(value).strip():
+            raise ValueError("reason must say why (it is blank)")
+        return value
+
+
 class InstrumentPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -162,6 +183,11 @@ class RunItem(BaseModel):
     finished_at: datetime | None
     queue_wait_s: float | None = Field(None, description="Seconds from queued to started.")
     reduction_s: float | None = Field(None, description="Seconds from started to finished.")
+    cancel_requested_at: datetime | None = Field(
+        None, description="When cancelling this version was asked for; null if never."
+    )
+    cancel_requested_by: str = Field("", description="Who asked to cancel this version.")
+    cancel_reason: str = Field("", description="Why cancelling this version was asked for.")
     outputs: list[OutputItem]
 
 

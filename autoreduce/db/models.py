@@ -125,6 +125,14 @@ class ReductionRun(Base):
     queued_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # A request to cancel this version: set while it is Processing, its processor stops it.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    cancel_requested_by: Mapped[str] = mapped_column(
+        String(100), nullable=False, default="", server_default=""
+    )
+    cancel_reason: Mapped[str] = mapped_column(
+        String(500), nullable=False, default="", server_default=""
+    )
 
     outputs: Mapped[list[RunOutput]] = relationship(
         back_populates="run", order_by="RunOutput.id", cascade="all, delete-orphan"

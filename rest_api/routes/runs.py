@@ -1,4 +1,4 @@
-"""Runs: submit a detected run, list and search runs, read one run's versions, re-run."""
+"""Runs: submit a detected run, list and search runs, read one run's versions, re-run, cancel."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ from sqlalchemy.orm import selectinload
 
 from autoreduce.db.models import ReductionRun, RunStatus
 from rest_api.auth import Caller, ReaderDep, require_role
+from rest_api.cancellation import cancel_run_version
 from rest_api.dependencies import SessionDep, StateDep
 from rest_api.problems import problems
 from rest_api.schemas import (
     MAX_RUN_NUMBER,
+    MAX_RUN_VERSION,
+    CancelRequest,
     OutputItem,
     RerunRequest,
     RunItem,
@@ -29,6 +32,7 @@ from rest_api.submission import find_versions, record_detected_run, record_rerun
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
 RunNumber = Annotated[int, Path(ge=0, le=MAX_RUN_NUMBER, description="The run number.")]
+RunVersion = Annotated[int, Path(ge=0, le=MAX_RUN_VERSION, description="The run version.")]
 InstrumentName = Annotated[str, Path(max_length=64, description="The instrument's name.")]
 RunNumberQuery = Annotated[int | None, Query(ge=0, le=MAX_RUN_NUMBER)]
 
@@ -62,6 +66,9 @@ def run_item(run: ReductionRun) -> RunItem:
         finished_at=run.finished_at,
         queue_wait_s=_seconds(run.queued_at, run.started_at),
         reduction_s=_seconds(run.started_at, run.finished_at),
+        cancel_requested_at=run.cancel_requested_at,
+        cancel_requested_by=run.cancel_requested_by or "",
+        cancel_reason=run.cancel_reason or "",
         outputs=[
             OutputItem(
                 id=output.id,
@@ -230,3 +237,44 @@ def rerun(
     state.instrument_config(instrument)
     caller.check_instrument(instrument, must_list=caller.role == "scientist")
     return run_item(record_rerun(state, instrument, run_number, request, caller.actor))
+
+
+@router.post(
+    "/{instrument}/{run_number}/versions/{run_version}/cancel",
+    response_model=RunItem,
+    responses={
+        202: {
+            "model": RunItem,
+            "description": "The version is Processing: the request is recorded and its "
+            "processor stops it within about its heartbeat interval.",
+        },
+        **problems(401, 403, 404, 409, 413),
+    },
+)
+def cancel(
+    instrument: InstrumentName,
+    run_number: RunNumber,
+    run_version: RunVersion,
+    request: CancelRequest,
+    response: Response,
+    state: StateDep,
+    caller: Annotated[Caller, Depends(require_role("scientist", "admin"))],
+) -> RunItem:
+    """Cancel a run version (scientist of the instrument, admin): 200 Cancelled if it was Queued.
+
+    A Processing version answers 202 with its ``cancel_requested_at`` set; it ends Cancelled
+    once its processor has stopped the reduction (partial outputs are discarded). A version in
+    a final state is a 409 naming that state.
+    """
+    caller.check_instrument(instrument, must_list=caller.role == "scientist")
+    cancellation = cancel_run_version(
+        state.database,
+        instrument,
+        run_number,
+        run_version,
+        actor=caller.actor,
+        reason=request.reason,
+    )
+    if not cancellation.done:
+        response.status_code = 202
+    return run_item(cancellation.run)

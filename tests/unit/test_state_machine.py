@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from autoreduce.db import Database
 from autoreduce.db.models import Instrument, ReductionRun, RunStatus
-from autoreduce.state_machine import ALLOWED, IllegalTransition, one_line, transition
+from autoreduce.state_machine import (
+    ALLOWED,
+    IllegalTransition,
+    cancelled_message,
+    one_line,
+    transition,
+)
 
 
 @pytest.fixture
@@ -64,3 +72,11 @@ def test_error_skipped_and_cancelled_need_a_reason(final: RunStatus) -> None:
 def test_a_reason_is_kept_to_one_line() -> None:
     assert one_line("first line\nTraceback ...") == "first line"
     assert len(one_line("x" * 5000)) == 1000
+
+
+def test_a_cancelled_message_names_who_when_in_utc_and_why_on_one_line() -> None:
+    at = datetime(2026, 12, 3, 10, 15, 30, 123456, tzinfo=timezone(timedelta(hours=1)))
+
+    message = cancelled_message("scientist-gem", at, "wrong sample\nposition")
+
+    assert message == "cancelled by scientist-gem at 2026-12-03T09:15:30Z: wrong sample position"
