@@ -21,7 +21,7 @@ MAX_LOG_LINES = 100_000
 
 @hookimpl
 def reduction_variables(instrument: str) -> list[Variable]:
-    """The same variables for every instrument: ``sleep_s``, the advanced ``fault``, ``log_lines``."""
+    """The same variables for every instrument: ``sleep_s``, ``fault`` and ``log_lines``."""
     return [
         Variable(
             "sleep_s",

@@ -29,7 +29,8 @@ from autoreduce.settings import Settings
 from autoreduce.transport import Delivery, Transport, open_transport
 from queue_processor.claim import Claim, Decision, claim_run
 from queue_processor.heartbeat import Heartbeat
-from queue_processor.isolation import Outcome, ReductionJob, ReductionLauncher
+from queue_processor.isolation import LOG_NAME, Outcome, ReductionJob, ReductionLauncher
+from queue_processor.log_shipper import LogLimits, LogShipper
 from queue_processor.record import (
     move_into_place,
     record_outcome,
@@ -228,7 +229,15 @@ class QueueProcessor:
             timeout_s=config.timeout_s,
             memory_mb=config.memory_mb,
         )
-        outcome = self.launcher.run(job, should_abandon=self._grace_over)
+        shipper = LogShipper(
+            self.database,
+            run_id=run.id,
+            attempt=attempt,
+            log_path=job.work_dir / LOG_NAME,
+            limits=LogLimits.from_settings(self.settings),
+        )
+        with shipper:  # every shipped line is in before the final state is recorded
+            outcome = self.launcher.run(job, should_abandon=self._grace_over)
         if self._stop.is_set() and outcome.reason.startswith("abandoned"):
             shutil.rmtree(job.work_dir, ignore_errors=True)
             return Verdict(RunStatus.QUEUED, Settle.RELEASE, outcome.reason, outcome)
