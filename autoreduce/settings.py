@@ -183,6 +183,35 @@ class Settings(BaseSettings):
     database_outage_s: float = Field(
         300.0, gt=0, description="A processor retries recording a finished run this long."
     )
+    max_log_lines: int = Field(
+        5000,
+        ge=2,
+        description="Processor: a run version ships at most this many log lines to the database "
+        "(the last one a marker saying the full log is in reduction.log).",
+    )
+    max_log_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Processor: a run version ships at most this many bytes of log text.",
+    )
+    log_ship_interval_s: float = Field(
+        0.5, gt=0, le=60, description="Processor: log lines are written at least this often."
+    )
+    log_ship_batch_lines: int = Field(
+        100, ge=1, description="Processor: log lines are written as soon as this many wait."
+    )
+    log_poll_interval_s: float = Field(
+        0.25, gt=0, le=5, description="API: a log follower looks for new lines this often."
+    )
+    max_log_followers: int = Field(
+        50, ge=0, description="API: at most this many log streams at once (more: 503; 0: none)."
+    )
+    log_follow_max_s: float = Field(
+        3600.0,
+        gt=0,
+        description="API: one log stream lasts at most this long; the client resumes it with "
+        "Last-Event-ID.",
+    )
     public_read: bool = Field(
         False,
         description="Let anyone read runs, outputs and instruments without a token (the demo "

@@ -1,7 +1,8 @@
 """The ``noop`` plugin: sleeps, then writes one small file, or fails on purpose.
 
-Used by benchmarks (``sleep_s`` stands in for a reduction's run time) and by fault tests
-(``fault`` makes the reduction raise, hang, exhaust memory, crash or exit). Imports nothing heavy.
+Used by benchmarks (``sleep_s`` stands in for a reduction's run time), by fault tests
+(``fault`` makes the reduction raise, hang, exhaust memory, crash or exit) and by live-log tests
+(``log_lines`` numbered lines spread over the sleep). Imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from autoreduce.plugin import ReductionContext, ReductionResult, Variable, hooki
 
 FAULTS = ("none", "raise", "hang", "memory", "segfault", "exit")
 MEMORY_CHUNK_BYTES = 64 * 1024 * 1024
+MAX_LOG_LINES = 100_000
 
 
 @hookimpl
 def reduction_variables(instrument: str) -> list[Variable]:
-    """The same two variables for every instrument: ``sleep_s`` and the advanced ``fault``."""
+    """The same variables for every instrument: ``sleep_s``, ``fault`` and ``log_lines``."""
     return [
         Variable(
             "sleep_s",
@@ -36,6 +38,15 @@ def reduction_variables(instrument: str) -> list[Variable]:
             "until killed, crash with a segmentation fault, or exit with status 3.",
             advanced=True,
             choices=FAULTS,
+        ),
+        Variable(
+            "log_lines",
+            "int",
+            0,
+            "Log this many numbered lines, spread evenly over the sleep (a log that grows).",
+            advanced=True,
+            minimum=0,
+            maximum=MAX_LOG_LINES,
         ),
     ]
 
@@ -57,6 +68,16 @@ def _fail(fault: str) -> None:
         os._exit(3)
 
 
+def _sleep_logging(context: ReductionContext, sleep_s: float, log_lines: int) -> None:
+    """Sleep ``sleep_s`` seconds in total, logging ``log_lines`` numbered lines evenly over it."""
+    if log_lines <= 0:
+        time.sleep(sleep_s)
+        return
+    for number in range(1, log_lines + 1):
+        time.sleep(sleep_s / log_lines)
+        context.logger.info("noop: line %d of %d", number, log_lines)
+
+
 @hookimpl
 def reduce(context: ReductionContext) -> ReductionResult:
     """Sleep ``sleep_s`` seconds, apply ``fault``, then write ``noop.txt`` with the run number."""
@@ -64,8 +85,9 @@ def reduce(context: ReductionContext) -> ReductionResult:
     fault = str(context.variables.get("fault", "none"))
     if fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
+    log_lines = int(context.variables.get("log_lines", 0))
     context.logger.info("noop: sleeping %s s, fault %s", sleep_s, fault)
-    time.sleep(sleep_s)
+    _sleep_logging(context, sleep_s, log_lines)
     _fail(fault)
     output = context.output_dir / "noop.txt"
     output.write_text(f"{context.run.run_number}\n", encoding="utf-8")

@@ -2,7 +2,8 @@
 
 It reads as a list of small parts: :mod:`.claim` (take a run), :mod:`.isolation` (reduce it in a
 forked child within its limits), :mod:`.record` (outputs in place, final state committed),
-:mod:`.heartbeat` (alive, claim kept) and :mod:`.worker` (the loop that acks after recording).
+:mod:`.log_shipper` (the log's lines to the database while it grows), :mod:`.heartbeat` (alive,
+claim kept) and :mod:`.worker` (the loop that acks after recording).
 """
 
 from __future__ import annotations

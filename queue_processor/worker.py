@@ -30,7 +30,8 @@ from autoreduce.transport import Delivery, Transport, open_transport
 from queue_processor.cancel import CancelRequest, cancel_request
 from queue_processor.claim import Claim, Decision, claim_run
 from queue_processor.heartbeat import Heartbeat
-from queue_processor.isolation import Outcome, ReductionJob, ReductionLauncher
+from queue_processor.isolation import LOG_NAME, Outcome, ReductionJob, ReductionLauncher
+from queue_processor.log_shipper import LogLimits, LogShipper
 from queue_processor.record import (
     move_into_place,
     record_cancelled,
@@ -230,7 +231,15 @@ class QueueProcessor:
             timeout_s=config.timeout_s,
             memory_mb=config.memory_mb,
         )
-        outcome = self.launcher.run(job, stop_reason=lambda: self._stop_reason(run.id))
+        shipper = LogShipper(
+            self.database,
+            run_id=run.id,
+            attempt=attempt,
+            log_path=job.work_dir / LOG_NAME,
+            limits=LogLimits.from_settings(self.settings),
+        )
+        with shipper:  # every shipped line is in before the final state is recorded
+            outcome = self.launcher.run(job, stop_reason=lambda: self._stop_reason(run.id))
         if (request := cancel_request(self.database, run.id)) is not None:
             shutil.rmtree(job.work_dir, ignore_errors=True)  # partial outputs never move in
             return self._cancelled(run, attempt, request, outcome)

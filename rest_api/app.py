@@ -23,8 +23,9 @@ from autoreduce.state_machine import one_line
 from autoreduce.transport import Transport, open_transport
 from rest_api.dependencies import ApiState
 from rest_api.limits import BodySizeLimit
+from rest_api.log_stream import FollowerSlots
 from rest_api.problems import install_problem_handlers, problem_openapi
-from rest_api.routes import audit, instruments, outputs, runs, system
+from rest_api.routes import audit, instruments, logs, outputs, runs, system
 
 logger = logging.getLogger("autoreduce.api")
 
@@ -133,6 +134,7 @@ def create_app(
         injected_plugins=plugins,
         owns_database=owns_database,
         owns_transport=owns_transport,
+        log_followers=FollowerSlots(settings.max_log_followers),
     )
 
     @asynccontextmanager
@@ -153,7 +155,7 @@ def create_app(
     )
     app.state.api = state
     install_problem_handlers(app)
-    for module in (runs, instruments, outputs, system, audit):
+    for module in (runs, logs, instruments, outputs, system, audit):
         app.include_router(module.router)
     app.openapi = problem_openapi(app, every_route=(422, 503))  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)

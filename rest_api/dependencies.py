@@ -16,6 +16,7 @@ from autoreduce.outbox import OutboxRelay
 from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.settings import InstrumentConfig, Settings
 from autoreduce.transport import Transport
+from rest_api.log_stream import FollowerSlots
 
 
 @dataclass
@@ -32,6 +33,7 @@ class ApiState:
     stop_relay: threading.Event = field(default_factory=threading.Event)
     relay_thread: threading.Thread | None = None
     metadata_reader: IsolatedMetadataReader = field(default_factory=IsolatedMetadataReader)
+    log_followers: FollowerSlots = field(default_factory=lambda: FollowerSlots(50))
 
     def plugins(self) -> Plugins:
         """The plugin manager (installed entry points unless one was injected); may raise."""

@@ -1,4 +1,5 @@
-"""The database schema: instruments, run versions, outputs, outbox, queue, tokens, heartbeats.
+"""The database schema: instruments, run versions, outputs, log lines, outbox, queue, tokens,
+heartbeats.
 
 Every timestamp is stored as naive UTC with microseconds and read back as an aware UTC datetime.
 The schema is created by the Alembic migrations in ``autoreduce/db/migrations``, never by
@@ -153,6 +154,27 @@ class RunOutput(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
 
     run: Mapped[ReductionRun] = relationship(back_populates="outputs")
+
+
+class RunLogLine(Base):
+    """One line of a reduction's log, shipped by its processor while the run goes on.
+
+    ``seq`` counts from 1 per run version, across its attempts, so a follower that reconnects
+    resumes after the last line it saw. A version keeps at most ``max_log_lines`` lines and
+    ``max_log_bytes`` of text; past that one marker line says the full log is in reduction.log.
+    """
+
+    __tablename__ = "run_log_lines"
+    __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_run_log_line"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("reduction_runs.id", ondelete="CASCADE"), nullable=False
+    )
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    logged_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
 
 
 class OutboxMessage(Base):

@@ -155,3 +155,23 @@ def test_plugin_manager_reduces_with_noop(tmp_path: Path) -> None:
     result = plugins.reduce("noop", context)
 
     assert result.summary == "slept 0.0 s"
+
+
+def test_log_lines_logs_that_many_numbered_lines_in_order(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="test.noop")
+
+    noop.reduce(_context(tmp_path, log_lines=3, sleep_s=0.03))
+
+    numbered = [r.getMessage() for r in caplog.records if r.getMessage().startswith("noop: line")]
+    assert numbered == ["noop: line 1 of 3", "noop: line 2 of 3", "noop: line 3 of 3"]
+
+
+def test_log_lines_is_an_advanced_count_from_zero() -> None:
+    variables = {variable.name: variable for variable in noop.reduction_variables("BENCH")}
+
+    assert variables["log_lines"].type == "int"
+    assert variables["log_lines"].default == 0
+    assert variables["log_lines"].minimum == 0
+    assert variables["log_lines"].advanced
