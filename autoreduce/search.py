@@ -360,7 +360,8 @@ def _nested_repetition(parsed: object) -> bool:
             if repeats and inside_repeat:
                 return True
             pending.append((body, inside_repeat or repeats))
-        elif isinstance(node, list | tuple) or hasattr(node, "data"):
-            items = node.data if hasattr(node, "data") else node
-            pending.extend((item, inside_repeat) for item in items)
+        elif isinstance(node, list | tuple):
+            pending.extend((item, inside_repeat) for item in node)
+        elif isinstance(data := getattr(node, "data", None), list):  # a parsed sub-pattern
+            pending.extend((item, inside_repeat) for item in data)
     return False
