@@ -235,7 +235,7 @@ def list_runs(
         if (reason := regex_refused(error)) is None:
             raise
         raise HTTPException(
-            status_code=400, detail=f"q: the database refused the regex: {reason}"
+            status_code=400, detail=f"q: the database refused a regex in {q!r}: {reason}"
         ) from None
 
 

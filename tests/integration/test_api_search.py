@@ -204,3 +204,18 @@ def test_a_search_holding_a_nul_character_is_a_422(app_client: TestClient) -> No
 
     assert response.status_code == 422
     assert "NUL" in response.json()["detail"]
+
+
+@pytest.mark.usefixtures("searched_runs")
+def test_a_regex_only_python_knows_is_a_400_on_mariadb_and_matches_on_sqlite(
+    app_client: TestClient, db: Database
+) -> None:
+    q = "/^\\N{LATIN CAPITAL LETTER S}ilicon/"
+
+    response = app_client.get(RUNS, params={"q": q})
+
+    if db.dialect == "sqlite":
+        assert found(app_client, q) == [WISH1]
+    else:
+        assert response.status_code == 400, response.text
+        assert response.json()["detail"].startswith(f"q: the database refused a regex in {q!r}")
