@@ -269,3 +269,29 @@ class AuditPage(BaseModel):
     next_before_id: int | None = Field(
         description="Pass as `before_id` for the next (older) page; null on the last one."
     )
+
+
+class ExperimentItem(BaseModel):
+    """One experiment (proposal, RB number): what its runs the caller may read add up to."""
+
+    ref: str = Field(description="The experiment reference read from the data files.")
+    run_count: int = Field(description="Runs (each counted once, whatever its versions).")
+    version_count: int = Field(description="Run versions, re-runs included.")
+    instruments: list[str] = Field(description="The instruments its runs were taken on.")
+    first_run_at: datetime = Field(description="When its first version was queued.")
+    last_run_at: datetime = Field(description="When its latest version was queued.")
+    status_counts: dict[str, int] = Field(description="Run versions per status.")
+
+
+class ExperimentPage(BaseModel):
+    items: list[ExperimentItem]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="The offset of the next page; null on the last.")
+
+
+class ExperimentRuns(ExperimentItem):
+    """An experiment and one page of its run versions, newest queued first."""
+
+    runs: RunPage

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -29,12 +31,37 @@ T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_REGEX_MAX_CHARS = 200
+"""The longest pattern SQLite's ``REGEXP`` accepts (longer patterns match nothing)."""
 READ_ONLY = "autoreduce_read_only"
 """The execution option that marks a connection's transactions read-only (see ``read_session``)."""
 
 
 class ReadOnlySessionError(RuntimeError):
     """A write was attempted through :meth:`Database.read_session`: a programming error."""
+
+
+@lru_cache(maxsize=64)
+def _compiled(pattern: str) -> re.Pattern[str] | None:
+    if len(pattern) > SQLITE_REGEX_MAX_CHARS:
+        return None
+    try:
+        return re.compile(pattern, re.IGNORECASE)
+    except (re.error, OverflowError, RecursionError):
+        return None
+
+
+def sqlite_regexp(pattern: Any, value: Any) -> bool:
+    """SQLite's ``value REGEXP pattern``: Python's ``re.search``, case-insensitive like MariaDB's.
+
+    A pattern longer than :data:`SQLITE_REGEX_MAX_CHARS`, one that does not compile, or a value
+    that is not text matches nothing (never an error inside the query). The pattern runs over
+    every row the rest of the query leaves: combine it with a term that narrows on an index.
+    """
+    if not isinstance(pattern, str) or not isinstance(value, str):
+        return False
+    compiled = _compiled(pattern)
+    return compiled is not None and compiled.search(value) is not None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -47,6 +74,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+    dbapi_connection.create_function("regexp", 2, sqlite_regexp, deterministic=True)
 
 
 def _sqlite_begin(conn: Any) -> None:

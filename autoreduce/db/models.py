@@ -99,6 +99,8 @@ class ReductionRun(Base):
         UniqueConstraint("instrument", "run_number", "run_version", name="uq_run_version"),
         Index("ix_runs_status", "status"),
         Index("ix_runs_instrument_number", "instrument", "run_number"),
+        Index("ix_runs_experiment_queued", "experiment_ref", "queued_at"),  # experiments, search
+        Index("ix_runs_queued_at", "queued_at"),  # search's date: term, since / until
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

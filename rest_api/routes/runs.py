@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
-from sqlalchemy import Select, func, or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, selectinload
 
 from autoreduce.db.models import ReductionRun, RunStatus
+from autoreduce.search import SearchSyntaxError, parse_search
 from rest_api.auth import Caller, ReaderDep, require_role
 from rest_api.cancellation import cancel_run_version
 from rest_api.dependencies import SessionDep, StateDep
@@ -27,6 +29,7 @@ from rest_api.schemas import (
     check_text,
     utc_timestamp,
 )
+from rest_api.search_query import apply_search, regex_refused
 from rest_api.submission import find_versions, record_detected_run, record_rerun
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
@@ -125,7 +128,7 @@ def submit_run(
     return run_item(run)
 
 
-def _scoped(query: Select[ReductionRun], caller: Caller) -> Select[ReductionRun]:
+def scoped(query: Select[ReductionRun], caller: Caller) -> Select[ReductionRun]:
     """Only the runs of the instruments ``caller`` may read."""
     if caller.instruments:
         return query.where(ReductionRun.instrument.in_(caller.instruments))
@@ -144,7 +147,53 @@ def _fitting(items: list[RunItem], max_bytes: int) -> list[RunItem]:
     return kept
 
 
-@router.get("", response_model=RunPage, responses=problems(401, 403))
+def run_page(
+    session: Session,
+    query: Select[ReductionRun],
+    order: tuple[ColumnElement[Any], ...],
+    *,
+    limit: int,
+    offset: int,
+    max_page_bytes: int,
+) -> RunPage:
+    """One page of the run versions ``query`` selects, in ``order``, with the total."""
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = session.scalars(
+        query.options(selectinload(ReductionRun.outputs))
+        .order_by(*order)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    items = _fitting([run_item(run) for run in page], max_page_bytes)
+    following = offset + len(items)
+    return RunPage(
+        items=items,
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_offset=following if following < total else None,
+    )
+
+
+def _searched(query: Select[ReductionRun], q: str, state: StateDep) -> Select[ReductionRun]:
+    try:
+        terms = parse_search(_text_or_422(q, "q"))
+    except SearchSyntaxError as error:
+        raise HTTPException(status_code=400, detail=f"q: {error}") from None
+    return apply_search(
+        query, terms, dialect=state.database.dialect, instruments=state.settings.instruments
+    )
+
+
+Q_DESCRIPTION = (
+    "Search (AND of terms): plain words and quoted phrases in title, experiment, instrument or "
+    "message; `instrument:`, `status:`, `experiment:`, `title:`, `message:`, `by:`, "
+    "`run:100..200`, `date:2026-11-01..2026-11-20`, `var.<name>:<value>`, `/regex/` on the "
+    "title. Bad syntax is a 400 naming the term."
+)
+
+
+@router.get("", response_model=RunPage, responses=problems(400, 401, 403))
 def list_runs(
     session: SessionDep,
     state: StateDep,
@@ -155,12 +204,12 @@ def list_runs(
     run_max: RunNumberQuery = None,
     since: Annotated[datetime | None, Query(description="Queued at or after (ISO 8601).")] = None,
     until: Annotated[datetime | None, Query(description="Queued before (ISO 8601).")] = None,
-    q: Annotated[str | None, Query(max_length=200, description="In title or RB.")] = None,
+    q: Annotated[str | None, Query(max_length=200, description=Q_DESCRIPTION)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_RUN_NUMBER)] = 0,
 ) -> RunPage:
     """Run versions, newest first, filtered and paged (only the caller's instruments)."""
-    query = _scoped(select(ReductionRun), caller)
+    query = scoped(select(ReductionRun), caller)
     if instrument is not None:
         if not caller.may_read(instrument):
             raise HTTPException(
@@ -178,29 +227,23 @@ def list_runs(
     if (end := utc_or_422(until, "until")) is not None:
         query = query.where(ReductionRun.queued_at < end)
     if q:
-        _text_or_422(q, "q")
-        query = query.where(
-            or_(
-                ReductionRun.title.contains(q, autoescape=True),
-                ReductionRun.experiment_ref.contains(q, autoescape=True),
-            )
+        query = _searched(query, q, state)
+    order = (ReductionRun.run_number.desc(), ReductionRun.run_version.desc())
+    try:
+        return run_page(
+            session,
+            query,
+            order,
+            limit=limit,
+            offset=offset,
+            max_page_bytes=state.settings.max_page_bytes,
         )
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = session.scalars(
-        query.options(selectinload(ReductionRun.outputs))
-        .order_by(ReductionRun.run_number.desc(), ReductionRun.run_version.desc())
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    items = _fitting([run_item(run) for run in page], state.settings.max_page_bytes)
-    following = offset + len(items)
-    return RunPage(
-        items=items,
-        total=total,
-        limit=limit,
-        offset=offset,
-        next_offset=following if following < total else None,
-    )
+    except DBAPIError as error:
+        if (reason := regex_refused(error)) is None:
+            raise
+        raise HTTPException(
+            status_code=400, detail=f"q: the database refused a regex in {q!r}: {reason}"
+        ) from None
 
 
 @router.get("/{instrument}/{run_number}", response_model=RunVersions, responses=problems(401, 404))

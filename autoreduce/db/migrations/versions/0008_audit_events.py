@@ -11,7 +11,7 @@ from alembic import op
 import autoreduce.db.models
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,141 @@
+"""The search terms of ``q=`` (``autoreduce.search``) applied to a query of run versions.
+
+Each term is one more WHERE clause (terms combine with AND). Which use an index, at a million
+runs: ``instrument:``, ``status:``, ``experiment:`` (exact, on the bare indexed column),
+``date:`` (a range on ``queued_at``) and ``run:`` beside ``instrument:`` (the instrument and
+run number index). Plain words, ``title:``, ``message:``, ``by:``, ``var.`` and ``/regex/``
+read every row the other terms leave: combine them with an indexed term on a large database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, time, timedelta
+
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, true
+from sqlalchemy.exc import DBAPIError
+
+from autoreduce.db.models import ReductionRun
+from autoreduce.search import (
+    DateRange,
+    FieldIs,
+    RunRange,
+    Term,
+    TitleRegex,
+    VariableIs,
+    Words,
+)
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+MARIADB_REGEXP_ERROR = 1139
+"""MariaDB's "Got error … from regexp": a pattern its PCRE refuses, or one it gave up on."""
+
+_EXACT_COLUMNS = {
+    "status": ReductionRun.status,
+    "experiment": ReductionRun.experiment_ref,
+    "by": ReductionRun.submitted_by,
+}
+_SUBSTRING_COLUMNS = {"title": ReductionRun.title, "message": ReductionRun.message}
+
+
+def apply_search(
+    query: Select[ReductionRun],
+    terms: Iterable[Term],
+    *,
+    dialect: str,
+    instruments: Iterable[str],
+) -> Select[ReductionRun]:
+    """``query`` narrowed by every term; ``instruments`` are the configured names.
+
+    ``dialect`` is the database's (``sqlite``, or ``mysql`` / ``mariadb``): the JSON functions
+    of ``var.`` terms and the regex's case-insensitivity differ between them.
+    """
+    configured = {name.lower(): name for name in instruments}
+    for term in terms:
+        query = query.where(_condition(term, dialect, configured))
+    return query
+
+
+def _condition(term: Term, dialect: str, configured: dict[str, str]) -> ColumnElement[bool]:
+    if isinstance(term, Words):
+        return or_(
+            *(
+                column.contains(term.text, autoescape=True)
+                for column in (
+                    ReductionRun.title,
+                    ReductionRun.experiment_ref,
+                    ReductionRun.instrument,
+                    ReductionRun.message,
+                )
+            )
+        )
+    if isinstance(term, FieldIs):
+        return _field_condition(term, configured)
+    if isinstance(term, RunRange):
+        bounds = [
+            *([ReductionRun.run_number >= term.low] if term.low is not None else []),
+            *([ReductionRun.run_number <= term.high] if term.high is not None else []),
+        ]
+        return and_(true(), *bounds)
+    if isinstance(term, DateRange):
+        return _date_condition(term)
+    if isinstance(term, VariableIs):
+        return _variable_condition(term, dialect)
+    if isinstance(term, TitleRegex):
+        # SQLite's REGEXP is Python's re, case-insensitive (autoreduce.db.engine); MariaDB's
+        # is PCRE, case-sensitive or not by the column's collation: made insensitive here
+        pattern = term.pattern if dialect == "sqlite" else f"(?i){term.pattern}"
+        return ReductionRun.title.regexp_match(pattern)
+    raise TypeError(f"not a search term: {term!r}")  # pragma: no cover - the union is closed
+
+
+def _field_condition(term: FieldIs, configured: dict[str, str]) -> ColumnElement[bool]:
+    if term.field == "instrument":  # as configured, whatever the case typed: GEM for gem
+        return ReductionRun.instrument == configured.get(term.value.lower(), term.value)
+    if term.field in _EXACT_COLUMNS:
+        return _EXACT_COLUMNS[term.field] == term.value
+    return _SUBSTRING_COLUMNS[term.field].contains(term.value, autoescape=True)
+
+
+def _date_condition(term: DateRange) -> ColumnElement[bool]:
+    """Versions queued from the first day's start (UTC) to the last day's end."""
+    conditions: list[ColumnElement[bool]] = []
+    if term.first is not None:
+        start = max(datetime.combine(term.first, time(), tzinfo=UTC), EARLIEST)
+        conditions.append(ReductionRun.queued_at >= start)
+    if term.last is not None:
+        if term.last.year < EARLIEST.year:
+            return false()
+        end = datetime.combine(term.last, time(), tzinfo=UTC)
+        if term.last.year < 9999:  # the last day of 9999 ends after anything stored
+            conditions.append(ReductionRun.queued_at < end + timedelta(days=1))
+    return and_(true(), *conditions)
+
+
+def _variable_condition(term: VariableIs, dialect: str) -> ColumnElement[bool]:
+    """The variable holds this JSON scalar, of its type: 5 matches 5 and 5.0, never "5"."""
+    path = f"$.{term.name}"
+    value = term.value
+    if dialect == "sqlite":
+        json_type = func.json_type(ReductionRun.variables, path)
+        extracted = func.json_extract(ReductionRun.variables, path)
+        if isinstance(value, bool):
+            return json_type == ("true" if value else "false")
+        if isinstance(value, int | float):
+            return and_(json_type.in_(("integer", "real")), extracted == value)
+        return and_(json_type == "text", extracted == value)
+    extracted = func.json_extract(ReductionRun.variables, path)
+    json_type = func.json_type(extracted)
+    if isinstance(value, bool):
+        return and_(json_type == "BOOLEAN", extracted == ("true" if value else "false"))
+    if isinstance(value, int | float):
+        return and_(json_type.in_(("INTEGER", "UNSIGNED INTEGER", "DOUBLE")), extracted == value)
+    return and_(json_type == "STRING", func.json_unquote(extracted) == value)
+
+
+def regex_refused(error: DBAPIError) -> str | None:
+    """The database's reason if ``error`` is its regex engine refusing a pattern, else None."""
+    args: tuple[object, ...] = tuple(getattr(error.orig, "args", ()))
+    if len(args) >= 2 and args[0] == MARIADB_REGEXP_ERROR:
+        return str(args[1])
+    return None
