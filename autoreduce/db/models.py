@@ -98,6 +98,7 @@ class ReductionRun(Base):
         UniqueConstraint("instrument", "run_number", "run_version", name="uq_run_version"),
         Index("ix_runs_status", "status"),
         Index("ix_runs_instrument_number", "instrument", "run_number"),
+        Index("ix_runs_status_finished", "status", "finished_at", "error_fingerprint"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -125,6 +126,16 @@ class ReductionRun(Base):
     queued_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # autoreduce.provenance
+    error_category: Mapped[str] = mapped_column(
+        String(16), nullable=False, default="", server_default=""
+    )  # an autoreduce.failures.ErrorCategory for a run in Error, else empty
+    error_fingerprint: Mapped[str] = mapped_column(
+        String(12), nullable=False, default="", server_default=""
+    )  # the failure's cause hashed: identical failures share it
+    error_signature: Mapped[str] = mapped_column(
+        String(300), nullable=False, default="", server_default=""
+    )  # the failure's cause as a short text to show
 
     outputs: Mapped[list[RunOutput]] = relationship(
         back_populates="run", order_by="RunOutput.id", cascade="all, delete-orphan"
