@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from types import ModuleType
 from typing import Any
 
 import pluggy
@@ -39,6 +40,15 @@ class Plugins:
             )
         others = [p for p in self.manager.get_plugins() if p is not target]
         return self.manager.subset_hook_caller(hook, remove_plugins=others)
+
+    def package_of(self, plugin_name: str) -> str:
+        """The top-level package of the code behind ``plugin_name`` (``plugins`` for
+        ``plugins.noop``); empty when no such plugin is registered."""
+        target = self.manager.get_plugin(plugin_name)
+        if target is None:
+            return ""
+        module = target.__name__ if isinstance(target, ModuleType) else type(target).__module__
+        return str(module).split(".", 1)[0]
 
     def variables(self, plugin_name: str, instrument: str) -> list[Variable]:
         return list(self._caller(plugin_name, "reduction_variables")(instrument=instrument) or [])

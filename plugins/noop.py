@@ -12,7 +12,7 @@ import os
 import signal
 import time
 
-from autoreduce.plugin import ReductionContext, ReductionResult, Variable, hookimpl
+from autoreduce.plugin import ReductionContext, ReductionResult, RunInfo, Variable, hookimpl
 
 FAULTS = ("none", "raise", "hang", "memory", "segfault", "exit")
 MEMORY_CHUNK_BYTES = 64 * 1024 * 1024
@@ -51,9 +51,9 @@ def reduction_variables(instrument: str) -> list[Variable]:
     ]
 
 
-def _fail(fault: str) -> None:
-    if fault == "raise":
-        raise RuntimeError("noop was asked to fail")
+def _fail(fault: str, run: RunInfo) -> None:
+    if fault == "raise":  # the run number in the message, as real errors name their input
+        raise RuntimeError(f"noop was asked to fail on run {run.run_number}")
     if fault == "hang":
         while True:
             time.sleep(60)
@@ -88,7 +88,7 @@ def reduce(context: ReductionContext) -> ReductionResult:
     log_lines = int(context.variables.get("log_lines", 0))
     context.logger.info("noop: sleeping %s s, fault %s", sleep_s, fault)
     _sleep_logging(context, sleep_s, log_lines)
-    _fail(fault)
+    _fail(fault, context.run)
     output = context.output_dir / "noop.txt"
     output.write_text(f"{context.run.run_number}\n", encoding="utf-8")
     context.progress(1.0)

@@ -22,9 +22,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from autoreduce.failures import ErrorCategory, raising_frame
 from autoreduce.paths import UnsafePathError, relative_name
 from autoreduce.plugin import ReductionContext
 from autoreduce.plugin_manager import Plugins
+from autoreduce.provenance import data_file_facts
 
 if TYPE_CHECKING:
     from queue_processor.isolation import ReductionJob
@@ -102,25 +104,24 @@ def _relative_outputs(paths: list[Path], work_dir: Path, kind: str) -> list[str]
     return names
 
 
-def reduce_job(job: ReductionJob, plugins: Plugins) -> dict[str, object]:
-    """Run the plugin on ``job`` in this (child) process; the verdict as a JSON-able dict."""
-    logger = _log_to(job.work_dir / LOG_NAME)
-    logger.info(
-        "reducing %s run %s v%s with plugin %s, variables %s",
-        job.run.instrument,
-        job.run.run_number,
-        job.run.run_version,
-        job.plugin,
-        json.dumps(job.variables),
-    )
-    _limit_memory(job.memory_mb)
-    context = ReductionContext(
-        run=job.run,
-        variables=dict(job.variables),
-        output_dir=job.work_dir,
-        logger=logger,
-        progress=lambda fraction: logger.info("progress %.0f%%", 100 * fraction),
-    )
+def _failure(
+    error: BaseException, job: ReductionJob, plugins: Plugins
+) -> tuple[ErrorCategory, str, str]:
+    """(category, exception type, plugin frame) of an exception ``reduce`` raised."""
+    frame = raising_frame(error, plugins.package_of(job.plugin))
+    if isinstance(error, MemoryError):
+        return ErrorCategory.MEMORY, type(error).__name__, frame
+    data_path = str(job.run.data_path)
+    if isinstance(error, OSError) and data_path in (str(error.filename), str(error)):
+        return ErrorCategory.DATA, type(error).__name__, frame
+    return ErrorCategory.PLUGIN, type(error).__name__, frame
+
+
+def _reduce_verdict(
+    job: ReductionJob, plugins: Plugins, context: ReductionContext
+) -> dict[str, object]:
+    """Call the plugin; the verdict without the data file's facts."""
+    logger = context.logger
     try:
         result = plugins.reduce(job.plugin, context)
         return {
@@ -131,13 +132,67 @@ def reduce_job(job: ReductionJob, plugins: Plugins) -> dict[str, object]:
         }
     except OutputRefused as refused:
         logger.error("%s", refused)
-        return {"ok": False, "reason": str(refused)}
-    except MemoryError:
-        logger.exception("the reduction ran out of memory")
-        return {"ok": False, "reason": f"plugin exceeded its memory limit of {job.memory_mb} MB"}
+        return {"ok": False, "reason": str(refused), "category": ErrorCategory.PLUGIN.value}
     except BaseException as error:
-        logger.exception("the reduction failed")
-        return {"ok": False, "reason": f"plugin raised {type(error).__name__}: {error}"}
+        category, exception_type, frame = _failure(error, job, plugins)
+        if category is ErrorCategory.MEMORY:
+            logger.exception("the reduction ran out of memory")
+            reason = f"plugin exceeded its memory limit of {job.memory_mb} MB"
+        else:
+            logger.exception("the reduction failed")
+            reason = f"plugin raised {exception_type}: {error}"
+        return {
+            "ok": False,
+            "reason": reason,
+            "category": category.value,
+            "exception_type": exception_type,
+            "exception_message": str(error)[:1000],
+            "frame": frame,
+        }
+
+
+def reduce_job(job: ReductionJob, plugins: Plugins) -> dict[str, object]:
+    """Run the plugin on ``job`` in this (child) process; the verdict as a JSON-able dict.
+
+    The data file is hashed first (its size, modification time and SHA-256, streamed in 1 MiB
+    blocks): the verdict's ``data_file`` says which bytes were reduced. A data file that cannot
+    be read fails the run in category ``data`` without calling the plugin. A failed verdict
+    carries its ``category`` and, for an exception, its type and the plugin frame it came from.
+    """
+    logger = _log_to(job.work_dir / LOG_NAME)
+    logger.info(
+        "reducing %s run %s v%s with plugin %s, variables %s",
+        job.run.instrument,
+        job.run.run_number,
+        job.run.run_version,
+        job.plugin,
+        json.dumps(job.variables),
+    )
+    _limit_memory(job.memory_mb)
+    try:
+        data_file = data_file_facts(job.run.data_path)
+    except OSError as error:
+        logger.error("cannot read the data file %s: %s", job.run.data_path, error)
+        return {
+            "ok": False,
+            "reason": f"data file {job.run.data_path} cannot be read: {error.strerror or error}",
+            "category": ErrorCategory.DATA.value,
+            "exception_type": type(error).__name__,
+        }
+    logger.info(
+        "data file %s: %s bytes, sha256 %s",
+        data_file["path"],
+        data_file["size_bytes"],
+        data_file["sha256"],
+    )
+    context = ReductionContext(
+        run=job.run,
+        variables=dict(job.variables),
+        output_dir=job.work_dir,
+        logger=logger,
+        progress=lambda fraction: logger.info("progress %.0f%%", 100 * fraction),
+    )
+    return {**_reduce_verdict(job, plugins, context), "data_file": data_file}
 
 
 def _read_all(fd: int) -> bytes:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 
 from autoreduce.db import Database
 from autoreduce.db.models import ReductionRun, RunStatus, utcnow
+from autoreduce.failures import ErrorCategory, classify
 from autoreduce.messages import RunMessage
 from autoreduce.state_machine import HELD_PREFIX, transition
 from queue_processor.cancel import request_of
@@ -77,7 +79,13 @@ def claim_run(
             )
             reason = f"gave up after {run.attempts} attempts: {last}"
             moved = transition(
-                session, run.id, status, RunStatus.ERROR, message=reason, finished_at=utcnow()
+                session,
+                run.id,
+                status,
+                RunStatus.ERROR,
+                message=reason,
+                finished_at=utcnow(),
+                **_last_failure(run, last),
             )
             return Claim(Decision.GIVE_UP if moved else Decision.DROP, reason)
         attempt = run.attempts + 1
@@ -97,3 +105,15 @@ def claim_run(
         run.attempts, run.processor, run.status = attempt, processor, RunStatus.PROCESSING
         session.expunge(run)
         return Claim(Decision.REDUCE, run=run, attempt=attempt)
+
+
+def _last_failure(run: ReductionRun, last: str) -> dict[str, Any]:
+    """The failure columns of a run given up on: its last crash's, kept when it was requeued,
+    or a ``crash`` of the processor that died holding it."""
+    if run.error_fingerprint:
+        return {
+            "error_category": run.error_category,
+            "error_fingerprint": run.error_fingerprint,
+            "error_signature": run.error_signature,
+        }
+    return classify(ErrorCategory.CRASH, last).columns()

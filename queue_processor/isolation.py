@@ -25,9 +25,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
+from autoreduce.failures import ErrorCategory
 from autoreduce.plugin import RunInfo
 from autoreduce.plugin_manager import Plugins
 from queue_processor.child import LOG_NAME, ready_child
@@ -54,16 +56,29 @@ class ReductionJob:
 
 @dataclass
 class Outcome:
-    """How a reduction ended: ``ok`` with files, or not with a one-line reason."""
+    """How a reduction ended: ``ok`` with files, or not with a one-line reason and category."""
 
     ok: bool
     reason: str = ""
     retryable: bool = False  # the process crashed without a verdict: may be the machine's fault
+    category: str = ""  # an ErrorCategory when not ok (empty when abandoned on shutdown)
+    exception_type: str = ""  # the plugin's exception, when it raised
+    exception_message: str = ""  # and its message (the reason is "plugin raised <type>: ...")
+    frame: str = ""  # module:function of the plugin frame the exception came from
+    data_file: dict[str, Any] | None = None  # size, mtime and SHA-256, from the child
     summary: str = ""
     files: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     peak_rss_mb: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Stopped:
+    """Why the processor stopped a child before its verdict (empty reason: it did not)."""
+
+    reason: str = ""
+    category: str = ""  # timeout or memory; empty when abandoned on shutdown
 
 
 @dataclass
@@ -106,11 +121,28 @@ def _outcome(payload: bytes, exitcode: int | None) -> Outcome:
     try:
         verdict = json.loads(payload)
     except ValueError:
-        return Outcome(ok=False, reason=_describe_exit(exitcode), retryable=True)
+        return Outcome(
+            ok=False,
+            reason=_describe_exit(exitcode),
+            retryable=True,
+            category=ErrorCategory.CRASH.value,
+        )
+    data_file = verdict.get("data_file")
+    data_file = data_file if isinstance(data_file, dict) else None
     if not verdict.get("ok"):
-        return Outcome(ok=False, reason=str(verdict.get("reason") or "plugin failed"))
+        category = str(verdict.get("category") or "")
+        return Outcome(
+            ok=False,
+            reason=str(verdict.get("reason") or "plugin failed"),
+            category=category if ErrorCategory.known(category) else ErrorCategory.PLUGIN.value,
+            exception_type=str(verdict.get("exception_type") or ""),
+            exception_message=str(verdict.get("exception_message") or ""),
+            frame=str(verdict.get("frame") or ""),
+            data_file=data_file,
+        )
     return Outcome(
         ok=True,
+        data_file=data_file,
         summary=str(verdict.get("summary", "")),
         files=[str(name) for name in verdict.get("files", [])],
         plots=[str(name) for name in verdict.get("plots", [])],
@@ -158,9 +190,9 @@ class ReductionLauncher:
         with contextlib.suppress(BrokenPipeError):  # a dead ready child: its exit says why
             _write_all(child.job_fd, pickle.dumps(job))
         os.close(child.job_fd)
-        payload, reason, peak_rss_mb = self._await_verdict(child, job, started, stop_reason)
+        payload, stopped, peak_rss_mb = self._await_verdict(child, job, started, stop_reason)
         exitcode: int | None = None
-        if reason:
+        if stopped.reason:
             self._stop(child.pid)
         elif not payload:  # it died without a verdict: it is exiting, learn how
             _, status = os.waitpid(child.pid, 0)
@@ -171,7 +203,10 @@ class ReductionLauncher:
             self._unreaped.append(child.pid)  # its teardown need not hold up this run
         self.running_pid = None
         self.prepare()  # the next child starts while the processor records this run
-        outcome = Outcome(ok=False, reason=reason) if reason else _outcome(payload, exitcode)
+        if stopped.reason:
+            outcome = Outcome(ok=False, reason=stopped.reason, category=stopped.category)
+        else:
+            outcome = _outcome(payload, exitcode)
         outcome.wall_s = time.monotonic() - started
         outcome.peak_rss_mb = peak_rss_mb
         return outcome
@@ -182,15 +217,15 @@ class ReductionLauncher:
         job: ReductionJob,
         started: float,
         stop_reason: Callable[[], str],
-    ) -> tuple[bytes, str, float]:
-        """Read the child's verdict until EOF, or stop at a limit; (payload, reason, peak)."""
+    ) -> tuple[bytes, _Stopped, float]:
+        """Read the child's verdict until EOF, or stop at a limit; (payload, stop, peak)."""
         watched = psutil.Process(child.pid)
         # The child has no children of its own yet: its RSS alone is the group's (no /proc scan).
         rss_limit_mb = watched.memory_info().rss / MIB + job.memory_mb
         peak_rss_mb = 0.0
         next_sample_at = started + RSS_INTERVAL_S
         chunks: list[bytes] = []
-        reason = ""
+        reason = category = ""
         try:
             while True:
                 readable, _, _ = select.select([child.result_fd], [], [], WATCH_INTERVAL_S)
@@ -206,15 +241,17 @@ class ReductionLauncher:
                     next_sample_at = now + RSS_INTERVAL_S
                 if now - started > job.timeout_s:
                     reason = f"plugin exceeded its {job.timeout_s:g} s time limit"
+                    category = ErrorCategory.TIMEOUT.value
                 elif peak_rss_mb > rss_limit_mb:
                     reason = f"plugin exceeded its memory limit of {job.memory_mb} MB"
+                    category = ErrorCategory.MEMORY.value
                 else:
-                    reason = stop_reason()
+                    reason = stop_reason()  # shutting down, or cancelled: no error category
                 if reason:
                     break
         finally:
             os.close(child.result_fd)
-        return b"".join(chunks), reason, peak_rss_mb
+        return b"".join(chunks), _Stopped(reason, category), peak_rss_mb
 
     def _stop(self, pid: int) -> None:
         """SIGTERM the child's group, SIGKILL it after ``KILL_GRACE_S``; reap the child."""

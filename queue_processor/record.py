@@ -18,9 +18,13 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
 
 from autoreduce.db import Database
-from autoreduce.db.models import RunOutput, RunStatus, utcnow
+from autoreduce.db.models import ReductionRun, RunOutput, RunStatus, utcnow
+from autoreduce.failures import NO_FAILURE_COLUMNS, Failure
 from autoreduce.paths import UnsafePathError, confine, relative_name
 from autoreduce.state_machine import transition
 from queue_processor.child import refused_output_reason
@@ -140,24 +144,50 @@ def record_outcome(
     attempt: int,
     output_dir: Path,
     outcome: Outcome,
+    failure: Failure | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> bool:
-    """Record Completed or Error for the attempt that holds the run; False if it lost the run."""
+    """Record Completed or Error for the attempt that holds the run; False if it lost the run.
+
+    An Error carries ``failure`` (its category and fingerprint); a Completed run has an earlier
+    attempt's crash cleared, message and failure alike.
+    """
     values: dict[str, object] = {
         "finished_at": utcnow(),
         "output_dir": str(output_dir),
         "summary": outcome.summary[:1000],
+        "provenance": provenance,
     }
     values["message"] = "" if outcome.ok else outcome.reason  # clears an earlier crash
+    values.update(NO_FAILURE_COLUMNS if outcome.ok or failure is None else failure.columns())
     status = RunStatus.COMPLETED if outcome.ok else RunStatus.ERROR
     outputs = _output_rows(run_id, output_dir, outcome)
     return _finish_held(database, run_id, attempt, status, outputs, **values)
 
 
 def record_without_reduction(
-    database: Database, *, run_id: int, attempt: int, status: RunStatus, reason: str
+    database: Database,
+    *,
+    run_id: int,
+    attempt: int,
+    status: RunStatus,
+    reason: str,
+    failure: Failure | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> bool:
-    """Finish a held run that is not reduced (Skipped, or Error before the child started)."""
-    return _finish_held(database, run_id, attempt, status, message=reason, finished_at=utcnow())
+    """Finish a held run that is not reduced (Skipped, or Error with ``failure`` before the
+    child started)."""
+    columns = failure.columns() if failure is not None else NO_FAILURE_COLUMNS
+    return _finish_held(
+        database,
+        run_id,
+        attempt,
+        status,
+        message=reason,
+        finished_at=utcnow(),
+        provenance=provenance,
+        **columns,
+    )
 
 
 def record_cancelled(database: Database, *, run_id: int, attempt: int, message: str) -> bool:
@@ -167,8 +197,14 @@ def record_cancelled(database: Database, *, run_id: int, attempt: int, message: 
     )
 
 
-def requeue_for_retry(database: Database, *, run_id: int, attempt: int, reason: str) -> bool:
-    """Put a held run back in the queue after a failed attempt; the attempt counts."""
+def requeue_for_retry(
+    database: Database, *, run_id: int, attempt: int, reason: str, failure: Failure
+) -> bool:
+    """Put a held run back in the queue after a failed attempt; the attempt counts.
+
+    The attempt's ``failure`` stays on the run, so that giving up on it later (here or in
+    :func:`~queue_processor.claim.claim_run`) records the cause of the last crash.
+    """
     return _finish_held(
         database,
         run_id,
@@ -177,7 +213,34 @@ def requeue_for_retry(database: Database, *, run_id: int, attempt: int, reason: 
         message=reason,
         processor="",
         started_at=None,
+        **failure.columns(),
     )
+
+
+def earlier_provenance(database: Database, run: ReductionRun) -> tuple[int, dict[str, Any]] | None:
+    """(version, provenance) of the newest earlier version of ``run`` that recorded a plugin.
+
+    That version is the re-run's base for telling whether the plugin changed: the versions of
+    a run share their data file and differ in variables and code.
+    """
+    query = (
+        select(ReductionRun.run_version, ReductionRun.provenance)
+        .where(
+            ReductionRun.instrument == run.instrument,
+            ReductionRun.run_number == run.run_number,
+            ReductionRun.run_version < run.run_version,
+        )
+        .order_by(ReductionRun.run_version.desc())
+    )
+
+    def read() -> tuple[int, dict[str, Any]] | None:
+        with database.read_session() as session:
+            for version, provenance in session.execute(query):
+                if isinstance(provenance, dict) and provenance.get("plugin_version"):
+                    return int(version), provenance
+        return None
+
+    return database.when_reachable(read)
 
 
 def release_run(database: Database, *, run_id: int, attempt: int) -> bool:

@@ -21,10 +21,12 @@ from pathlib import Path
 from autoreduce.archive import DataFileError, checked_data_file
 from autoreduce.db import Database
 from autoreduce.db.models import ReductionRun, RunStatus
+from autoreduce.failures import ErrorCategory, classify
 from autoreduce.messages import PENDING_QUEUE, InvalidMessage, parse_run_message
 from autoreduce.paths import UnsafePathError
 from autoreduce.plugin import ReductionResult, RunInfo
 from autoreduce.plugin_manager import Plugins, installed_plugins
+from autoreduce.provenance import ProcessorProvenance
 from autoreduce.settings import Settings
 from autoreduce.transport import Delivery, Transport, open_transport
 from queue_processor.cancel import CancelRequest, cancel_request
@@ -42,6 +44,7 @@ from queue_processor.record import (
     requeue_for_retry,
     work_dir_for,
 )
+from queue_processor.triage import outcome_failure, run_provenance
 
 logger = logging.getLogger("autoreduce.process")
 RECEIVE_WAIT_S = 1.0
@@ -98,6 +101,7 @@ class QueueProcessor:
             self.database, self.transport, self.processor_id, settings.heartbeat_interval_s
         )
         self.launcher = ReductionLauncher(self.plugins)
+        self.provenance = ProcessorProvenance(self.processor_id)  # once: reads every package
         self._stop = threading.Event()
         self._stop_seen_at: float | None = None
 
@@ -202,7 +206,10 @@ class QueueProcessor:
             reason = (
                 f"instrument {run.instrument} is not configured on processor {self.processor_id}"
             )
-            return self._finish_early(run, attempt, RunStatus.ERROR, reason)
+            return self._finish_early(
+                run, attempt, RunStatus.ERROR, reason, ErrorCategory.INFRASTRUCTURE
+            )
+        plugin = config.plugin
         info = _run_info(run)
         try:
             skip_reason = self.plugins.skip_reason(info, plugin=config.plugin)
@@ -210,21 +217,30 @@ class QueueProcessor:
             skip_reason = None
             logger.exception("a skip_run hook raised %s; the run goes on", error)
         if skip_reason:
-            return self._finish_early(run, attempt, RunStatus.SKIPPED, skip_reason)
+            return self._finish_early(run, attempt, RunStatus.SKIPPED, skip_reason, plugin=plugin)
         try:  # checked again here: the archive may have changed since the run was recorded
             checked_data_file(self.settings, run.data_path)
         except DataFileError as error:
-            return self._finish_early(run, attempt, RunStatus.ERROR, str(error))
+            return self._finish_early(
+                run, attempt, RunStatus.ERROR, str(error), ErrorCategory.DATA, plugin
+            )
         outputs_root = self.settings.outputs_root
         try:  # values from the data file: nothing is created or removed until they are checked
             output_dir = self.settings.output_dir(
                 run.instrument, run.run_number, run.run_version, run.experiment_ref
             )
+        except UnsafePathError as error:
+            return self._finish_early(
+                run, attempt, RunStatus.ERROR, str(error), ErrorCategory.DATA, plugin
+            )
+        try:  # the outputs storage itself: a directory that is not what it should be
             work_dir = work_dir_for(output_dir, outputs_root)
         except UnsafePathError as error:
-            return self._finish_early(run, attempt, RunStatus.ERROR, str(error))
+            return self._finish_early(
+                run, attempt, RunStatus.ERROR, str(error), ErrorCategory.INFRASTRUCTURE, plugin
+            )
         job = ReductionJob(
-            plugin=config.plugin,
+            plugin=plugin,
             run=info,
             variables=dict(run.variables or {}),
             work_dir=work_dir,
@@ -250,25 +266,42 @@ class QueueProcessor:
             move_into_place(job.work_dir, output_dir, outputs_root)  # a crash's log is worth it
         except UnsafePathError as error:
             logger.error("%s: outputs left in %s: %s", _label(run), job.work_dir, error)
-            return self._finish_early(run, attempt, RunStatus.ERROR, str(error))
+            # the plugin ran in between and a directory is no longer itself: the plugin's doing
+            return self._finish_early(
+                run, attempt, RunStatus.ERROR, str(error), ErrorCategory.PLUGIN, plugin
+            )
         if outcome.ok and (refused := refused_output(output_dir, outcome)):
             outcome.ok, outcome.reason, outcome.files, outcome.plots = False, refused, [], []
-        return self._record(run, attempt, output_dir, outcome)
+            outcome.category = ErrorCategory.PLUGIN.value
+        return self._record(run, attempt, output_dir, outcome, plugin)
 
     def _record(
-        self, run: ReductionRun, attempt: int, output_dir: Path, outcome: Outcome
+        self, run: ReductionRun, attempt: int, output_dir: Path, outcome: Outcome, plugin: str
     ) -> Verdict:
         settle = Settle.ACK
+        failure = None if outcome.ok else outcome_failure(outcome, plugin)
         if outcome.retryable:
+            assert failure is not None
             if attempt < self.settings.max_attempts:
                 requeue_for_retry(
-                    self.database, run_id=run.id, attempt=attempt, reason=outcome.reason
+                    self.database,
+                    run_id=run.id,
+                    attempt=attempt,
+                    reason=outcome.reason,
+                    failure=failure,
                 )
                 return Verdict(RunStatus.QUEUED, Settle.RETRY, outcome.reason, outcome)
             outcome.reason = f"gave up after {attempt} attempts: {outcome.reason}"
             settle = Settle.DEAD_LETTER
+        provenance = run_provenance(self.database, run, self.provenance, plugin, outcome.data_file)
         if not record_outcome(
-            self.database, run_id=run.id, attempt=attempt, output_dir=output_dir, outcome=outcome
+            self.database,
+            run_id=run.id,
+            attempt=attempt,
+            output_dir=output_dir,
+            outcome=outcome,
+            failure=failure,
+            provenance=provenance,
         ):
             logger.warning("%s: another processor took the run over; result discarded", _label(run))
         status = RunStatus.COMPLETED if outcome.ok else RunStatus.ERROR
@@ -284,10 +317,25 @@ class QueueProcessor:
         return Verdict(RunStatus.CANCELLED, Settle.ACK, request.message, outcome)
 
     def _finish_early(
-        self, run: ReductionRun, attempt: int, status: RunStatus, reason: str
+        self,
+        run: ReductionRun,
+        attempt: int,
+        status: RunStatus,
+        reason: str,
+        category: ErrorCategory | None = None,
+        plugin: str = "",
     ) -> Verdict:
+        """Record a run that is not reduced: Skipped, or Error in ``category``."""
+        failure = classify(category, reason, plugin=plugin) if category is not None else None
+        provenance = run_provenance(self.database, run, self.provenance, plugin) if plugin else None
         record_without_reduction(
-            self.database, run_id=run.id, attempt=attempt, status=status, reason=reason
+            self.database,
+            run_id=run.id,
+            attempt=attempt,
+            status=status,
+            reason=reason,
+            failure=failure,
+            provenance=provenance,
         )
         return Verdict(status, Settle.ACK, reason)
 

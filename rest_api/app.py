@@ -25,7 +25,16 @@ from rest_api.dependencies import ApiState
 from rest_api.limits import BodySizeLimit
 from rest_api.log_stream import FollowerSlots
 from rest_api.problems import install_problem_handlers, problem_openapi
-from rest_api.routes import audit, experiments, instruments, logs, outputs, runs, system
+from rest_api.routes import (
+    audit,
+    experiments,
+    failures,
+    instruments,
+    logs,
+    outputs,
+    runs,
+    system,
+)
 
 logger = logging.getLogger("autoreduce.api")
 
@@ -155,7 +164,7 @@ def create_app(
     )
     app.state.api = state
     install_problem_handlers(app)
-    for module in (runs, logs, experiments, instruments, outputs, system, audit):
+    for module in (runs, logs, experiments, failures, instruments, outputs, system, audit):
         app.include_router(module.router)
     app.openapi = problem_openapi(app, every_route=(422, 503))  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)

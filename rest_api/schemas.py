@@ -158,6 +158,37 @@ class OutputItem(BaseModel):
     url: str
 
 
+class DataFileProvenance(BaseModel):
+    """The data file as the reduction child read it."""
+
+    path: str
+    size_bytes: int
+    modified_at: str = Field(description="Its modification time, ISO 8601 UTC.")
+    sha256: str = Field(description="The SHA-256 of its bytes, hex.")
+
+
+class Provenance(BaseModel):
+    """What reduced this version: plugin, environment, processor, and which data."""
+
+    plugin: str
+    plugin_distribution: str = Field(description="The package providing the plugin.")
+    plugin_version: str = Field(description="That package's installed version.")
+    environment_fingerprint: str = Field(
+        description="SHA-256 of the sorted `name==version` of the processor's installed packages."
+    )
+    environment_packages: int = Field(description="How many packages the fingerprint covers.")
+    processor: str
+    host: str
+    data_file: DataFileProvenance | None = Field(
+        None, description="Absent when the run failed before its reduction started."
+    )
+    plugin_change: str | None = Field(
+        None,
+        description="Set when the plugin or its version differs from the newest earlier "
+        "version's, e.g. `plugin noop 1.2 → 1.3 since v0`.",
+    )
+
+
 class RunItem(BaseModel):
     """One version of one run."""
 
@@ -189,6 +220,18 @@ class RunItem(BaseModel):
     cancel_requested_by: str = Field("", description="Who asked to cancel this version.")
     cancel_reason: str = Field("", description="Why cancelling this version was asked for.")
     outputs: list[OutputItem]
+    provenance: Provenance | None = Field(
+        None, description="Recorded by the processor; null until a processor finished it."
+    )
+    error_category: str = Field(
+        "",
+        description="For a run in Error: `plugin`, `data`, `timeout`, `memory`, `crash` or "
+        "`infrastructure`; empty otherwise (and for errors recorded before categories existed).",
+    )
+    error_fingerprint: str = Field(
+        "", description="For a run in Error: its cause hashed; identical failures share it."
+    )
+    error_signature: str = Field("", description="For a run in Error: its cause, short.")
 
 
 class RunPage(BaseModel):
@@ -295,3 +338,36 @@ class ExperimentRuns(ExperimentItem):
     """An experiment and one page of its run versions, newest queued first."""
 
     runs: RunPage
+
+
+class FailureExample(BaseModel):
+    """One run version in a failure group."""
+
+    instrument: str
+    run_number: int
+    run_version: int
+    finished_at: datetime | None
+    message: str
+    url: str = Field(description="The run's versions in the API.")
+
+
+class FailureGroup(BaseModel):
+    """Recent runs in Error that share one cause (fingerprint)."""
+
+    fingerprint: str = Field(description="Empty for errors recorded before fingerprints existed.")
+    category: str
+    signature: str
+    count: int = Field(description="Run versions in Error with this fingerprint since `since`.")
+    instruments: list[str]
+    first_seen: datetime | None
+    last_seen: datetime | None
+    examples: list[FailureExample] = Field(description="Up to 5, newest first.")
+
+
+class FailurePage(BaseModel):
+    items: list[FailureGroup] = Field(description="Newest group (by last seen) first.")
+    total: int = Field(description="How many groups there are.")
+    since: datetime
+    limit: int
+    offset: int
+    next_offset: int | None

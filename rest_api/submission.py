@@ -25,6 +25,7 @@ from autoreduce.archive import (
 )
 from autoreduce.audit import Actor, record_event
 from autoreduce.db.models import Instrument, OutboxMessage, ReductionRun, RunStatus, utcnow
+from autoreduce.failures import ErrorCategory, classify
 from autoreduce.messages import PENDING_QUEUE, RunMessage
 from autoreduce.nexus import RunMetadata
 from autoreduce.plugin import Variable
@@ -197,7 +198,17 @@ def _detected_fields(state: ApiState, submission: RunSubmission, data_path: Path
     try:
         fields["variables"] = resolved_variables(state, submission.instrument, {})
     except (PluginUnavailable, VariableError) as error:
-        fields.update(status=RunStatus.ERROR.value, message=one_line(str(error)), variables={})
+        # configuration errors (plugin not installed, defaults it refuses) count as ``plugin``
+        plugin = state.instrument_config(submission.instrument).plugin
+        message = one_line(str(error))
+        failure = classify(ErrorCategory.PLUGIN, message, plugin=plugin)
+        fields.update(
+            status=RunStatus.ERROR.value,
+            message=message,
+            variables={},
+            finished_at=utcnow(),
+            **failure.columns(),
+        )
     return fields
 
 

@@ -101,6 +101,7 @@ class ReductionRun(Base):
         Index("ix_runs_instrument_number", "instrument", "run_number"),
         Index("ix_runs_experiment_queued", "experiment_ref", "queued_at"),  # experiments, search
         Index("ix_runs_queued_at", "queued_at"),  # search's date: term, since / until
+        Index("ix_runs_status_finished", "status", "finished_at", "error_fingerprint"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -136,6 +137,16 @@ class ReductionRun(Base):
     cancel_reason: Mapped[str] = mapped_column(
         String(500), nullable=False, default="", server_default=""
     )
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # autoreduce.provenance
+    error_category: Mapped[str] = mapped_column(
+        String(16), nullable=False, default="", server_default=""
+    )  # an autoreduce.failures.ErrorCategory for a run in Error, else empty
+    error_fingerprint: Mapped[str] = mapped_column(
+        String(12), nullable=False, default="", server_default=""
+    )  # the failure's cause hashed: identical failures share it
+    error_signature: Mapped[str] = mapped_column(
+        String(300), nullable=False, default="", server_default=""
+    )  # the failure's cause as a short text to show
 
     outputs: Mapped[list[RunOutput]] = relationship(
         back_populates="run", order_by="RunOutput.id", cascade="all, delete-orphan"

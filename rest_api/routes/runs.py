@@ -21,6 +21,7 @@ from rest_api.schemas import (
     MAX_RUN_VERSION,
     CancelRequest,
     OutputItem,
+    Provenance,
     RerunRequest,
     RunItem,
     RunPage,
@@ -82,7 +83,21 @@ def run_item(run: ReductionRun) -> RunItem:
             )
             for output in run.outputs
         ],
+        provenance=_provenance(run.provenance),
+        error_category=run.error_category or "",
+        error_fingerprint=run.error_fingerprint or "",
+        error_signature=run.error_signature or "",
     )
+
+
+def _provenance(recorded: dict[str, object] | None) -> Provenance | None:
+    """The stored provenance as the API shows it; None if absent or not understood."""
+    if not recorded:
+        return None
+    try:
+        return Provenance.model_validate(recorded)
+    except ValueError:
+        return None
 
 
 def _text_or_422(value: str, name: str) -> str:

@@ -68,7 +68,7 @@ def test_a_malformed_lastruns_line_is_ignored_and_the_next_good_one_processed(
 
 
 FAULTS = {
-    "RAISE": ("raise", "plugin raised RuntimeError: noop was asked to fail"),
+    "RAISE": ("raise", "plugin raised RuntimeError: noop was asked to fail on run 1"),
     "HANG": ("hang", "plugin exceeded its 3 s time limit"),
     "MEMORY": ("memory", "plugin exceeded its memory limit of 300 MB"),
     "SEGV": (

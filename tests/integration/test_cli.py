@@ -163,7 +163,7 @@ def test_reduce_of_a_failing_plugin_exits_1_with_the_reason(
 
     assert result.returncode == 1
     assert result.stderr.strip().endswith(
-        "Error: reduction failed: plugin raised RuntimeError: noop was asked to fail"
+        "Error: reduction failed: plugin raised RuntimeError: noop was asked to fail on run 0"
     )
     assert "noop was asked to fail" in (out / "reduction.log").read_text()
 

@@ -76,22 +76,25 @@ def _record_and_send(
     run_number: int,
     *,
     with_data: bool = True,
+    data: bytes = b"not really NeXus; noop does not read it",
     instrument: str = "GEM",
     experiment_ref: str = "",
+    run_version: int = 0,
     **variables: Any,
 ) -> ReductionRun:
-    """Record a run as the API would and send its message; the data file exists."""
+    """Record a run (version ``run_version``) as the API would and send its message; the data
+    file exists and holds ``data`` unless ``with_data`` is False."""
     data_path = Path(settings.data_pattern(instrument, run_number))
     if with_data:
         data_path.parent.mkdir(parents=True, exist_ok=True)
-        data_path.write_bytes(b"not really NeXus; noop does not read it")
+        data_path.write_bytes(data)
     with database.session() as session:
         if session.get(Instrument, instrument) is None:
             session.add(Instrument(name=instrument))
         run = ReductionRun(
             instrument=instrument,
             run_number=run_number,
-            run_version=0,
+            run_version=run_version,
             status=RunStatus.QUEUED,
             data_path=str(data_path),
             experiment_ref=experiment_ref,
@@ -103,7 +106,7 @@ def _record_and_send(
         run_id=run.id,
         instrument=instrument,
         run_number=run_number,
-        run_version=0,
+        run_version=run_version,
         experiment_ref=experiment_ref,
         data_path=str(data_path),
         variables=run.variables,
@@ -148,7 +151,7 @@ def test_noop_run_completes_with_its_outputs_in_place_and_the_message_acked(
 @pytest.mark.parametrize(
     ("fault", "reason"),
     [
-        ("raise", "plugin raised RuntimeError: noop was asked to fail"),
+        ("raise", "plugin raised RuntimeError: noop was asked to fail on run 201"),
         ("hang", "plugin exceeded its 2 s time limit"),
         ("memory", "plugin exceeded its memory limit of 256 MB"),
     ],
