@@ -123,7 +123,9 @@ def _layers(
         (rule for rule in rules if rule.applies_to(run_number, experiment_ref)), key=_rule_order
     )
     layers += [_Layer(rule.values, dict.fromkeys(rule.values, rule.label)) for rule in applying]
-    layers.append(_Layer(instrument_defaults, dict.fromkeys(instrument_defaults, INSTRUMENT_DEFAULT)))
+    layers.append(
+        _Layer(instrument_defaults, dict.fromkeys(instrument_defaults, INSTRUMENT_DEFAULT))
+    )
     return layers
 
 

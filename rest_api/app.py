@@ -24,7 +24,7 @@ from autoreduce.transport import Transport, open_transport
 from rest_api.dependencies import ApiState
 from rest_api.limits import BodySizeLimit
 from rest_api.problems import install_problem_handlers, problem_openapi
-from rest_api.routes import instruments, outputs, runs, system
+from rest_api.routes import instruments, outputs, reruns, runs, system, variable_rules
 
 logger = logging.getLogger("autoreduce.api")
 
@@ -153,7 +153,7 @@ def create_app(
     )
     app.state.api = state
     install_problem_handlers(app)
-    for module in (runs, instruments, outputs, system):
+    for module in (runs, reruns, instruments, variable_rules, outputs, system):
         app.include_router(module.router)
     app.openapi = problem_openapi(app, every_route=(422, 503))  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)

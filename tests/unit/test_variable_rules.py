@@ -85,7 +85,7 @@ def test_a_rule_value_that_breaks_its_declaration_names_the_variable_and_the_rul
 
 
 def test_a_rule_for_an_undeclared_variable_names_it() -> None:
-    with pytest.raises(VariableError, match="unknown variable.*nope"):
+    with pytest.raises(VariableError, match=r"unknown variable.*nope"):
         check_rule_values(DECLARED, {"nope": 1}, "rule")
 
 

@@ -34,9 +34,7 @@ def upgrade() -> None:
         sa.Column("deleted_at", autoreduce.db.models.UtcDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index(
-        "ix_variable_rules_instrument", "variable_rules", ["instrument", "deleted_at"]
-    )
+    op.create_index("ix_variable_rules_instrument", "variable_rules", ["instrument", "deleted_at"])
     op.create_table(
         "rerun_batches",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
