@@ -49,7 +49,7 @@ def test_db_upgrade_says_whether_it_created_the_schema_or_found_it_up_to_date(
     second = autoreduce("db", "upgrade", cwd=tmp_path)
 
     assert first.returncode == 0 and first.stdout.startswith("created the database schema")
-    assert second.stdout.strip() == "database schema already up to date (revision 0002)"
+    assert second.stdout.strip() == "database schema already up to date (revision 0003)"
 
 
 def test_db_upgrade_of_an_older_schema_says_from_which_revision_to_which(tmp_path: Path) -> None:
@@ -63,7 +63,7 @@ def test_db_upgrade_of_an_older_schema_says_from_which_revision_to_which(tmp_pat
     result = autoreduce("db", "upgrade", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "upgraded the database schema from revision 0001 to 0002"
+    assert result.stdout.strip() == "upgraded the database schema from revision 0001 to 0003"
 
 
 def test_a_schema_at_a_revision_this_version_does_not_know_is_one_line(tmp_path: Path) -> None:
