@@ -228,6 +228,12 @@ class Settings(BaseSettings):
         gt=0,
         description="API: one page of runs stops before this many bytes of items.",
     )
+    max_batch_runs_admin: int = Field(
+        500, ge=1, description="API: the most runs an admin re-runs in one batch."
+    )
+    max_batch_runs_scientist: int = Field(
+        50, ge=1, description="API: the most runs a scientist re-runs in one batch."
+    )
     metadata_timeout_s: float = Field(
         5.0, gt=0, description="API: reading a data file's title and experiment, at most this long."
     )

@@ -23,7 +23,9 @@ class VariableError(ValueError):
     """A variable that does not match its declaration; the message names it and says why."""
 
 
-def _check(variable: Variable, value: Any) -> Any:
+def check_value(variable: Variable, value: Any) -> Any:
+    """``value`` checked against ``variable``'s declaration (an int becomes a float where one is
+    declared); :class:`VariableError` naming the variable and the constraint it breaks."""
     try:
         checked = _ADAPTERS[variable.type].validate_python(value, strict=True)
     except ValidationError:
@@ -68,9 +70,9 @@ def resolve_variables(
     resolved: dict[str, Any] = {}
     for name, variable in by_name.items():
         if values and name in values:
-            resolved[name] = _check(variable, values[name])
+            resolved[name] = check_value(variable, values[name])
         elif instrument_defaults and name in instrument_defaults:
-            resolved[name] = _check(variable, instrument_defaults[name])
+            resolved[name] = check_value(variable, instrument_defaults[name])
         else:
             resolved[name] = variable.default
     return resolved

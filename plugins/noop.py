@@ -1,4 +1,4 @@
-"""The ``noop`` plugin: sleeps, then writes one small file, or fails on purpose.
+"""The ``noop`` plugin: sleeps, then writes two small files, or fails on purpose.
 
 Used by benchmarks (``sleep_s`` stands in for a reduction's run time), by fault tests
 (``fault`` makes the reduction raise, hang, exhaust memory, crash or exit) and by live-log tests
@@ -8,6 +8,7 @@ Used by benchmarks (``sleep_s`` stands in for a reduction's run time), by fault 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import time
@@ -80,7 +81,8 @@ def _sleep_logging(context: ReductionContext, sleep_s: float, log_lines: int) ->
 
 @hookimpl
 def reduce(context: ReductionContext) -> ReductionResult:
-    """Sleep ``sleep_s`` seconds, apply ``fault``, then write ``noop.txt`` with the run number."""
+    """Sleep ``sleep_s`` seconds, apply ``fault``, then write ``noop.txt`` with the run number
+    and ``variables.json`` with the values the reduction was given (so a re-run shows them)."""
     sleep_s = float(context.variables.get("sleep_s", 0.0))
     fault = str(context.variables.get("fault", "none"))
     if fault not in FAULTS:
@@ -91,5 +93,7 @@ def reduce(context: ReductionContext) -> ReductionResult:
     _fail(fault, context.run)
     output = context.output_dir / "noop.txt"
     output.write_text(f"{context.run.run_number}\n", encoding="utf-8")
+    values = context.output_dir / "variables.json"
+    values.write_text(json.dumps(context.variables, sort_keys=True) + "\n", encoding="utf-8")
     context.progress(1.0)
-    return ReductionResult(files=[output.resolve()], summary=f"slept {sleep_s} s")
+    return ReductionResult(files=[output.resolve(), values.resolve()], summary=f"slept {sleep_s} s")

@@ -32,8 +32,10 @@ from rest_api.routes import (
     instruments,
     logs,
     outputs,
+    reruns,
     runs,
     system,
+    variable_rules,
 )
 
 logger = logging.getLogger("autoreduce.api")
@@ -164,7 +166,18 @@ def create_app(
     )
     app.state.api = state
     install_problem_handlers(app)
-    for module in (runs, logs, experiments, failures, instruments, outputs, system, audit):
+    for module in (
+        runs,
+        reruns,
+        logs,
+        experiments,
+        failures,
+        instruments,
+        variable_rules,
+        outputs,
+        system,
+        audit,
+    ):
         app.include_router(module.router)
     app.openapi = problem_openapi(app, every_route=(422, 503))  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)

@@ -97,15 +97,25 @@ class RunSubmission(BaseModel):
         return None if value is None else utc_timestamp(value)
 
 
+BASE_PATTERN = r"^(latest|current|version (0|[1-9][0-9]{0,8}))$"
+BASE_DESCRIPTION = (
+    "What the new version starts from: `latest` (the latest version's own values), "
+    "`version N` (that version's values) or `current` (today's rules and defaults)."
+)
+
+
 class RerunRequest(BaseModel):
-    """A re-run: the variables to change (everything else comes from the defaults) and why."""
+    """A re-run: its base, the variables it changes over that base, and why."""
 
     model_config = ConfigDict(extra="forbid")
 
     variables: dict[str, Any] = Field(
         default_factory=dict,
-        description="Values to change; the rest come from the instrument's and plugin's "
-        "defaults. At most `max_variables_bytes` as JSON.",
+        description="Values to change over the base. At most `max_variables_bytes` as JSON.",
+    )
+    base: str = Field("latest", pattern=BASE_PATTERN, description=BASE_DESCRIPTION)
+    dry_run: StrictBool = Field(
+        False, description="Answer the version it would make (200), without queuing anything."
     )
     reason: str = Field(
         "",
@@ -202,6 +212,14 @@ class RunItem(BaseModel):
     title: str
     data_path: str
     variables: dict[str, Any]
+    variable_sources: dict[str, str] = Field(
+        description="Where each value came from: `re-run change`, `experiment E rule #N`, "
+        "`from run R rule #N`, `instrument default`, `plugin default`, or `version N` "
+        "(carried from a version that recorded no source); empty for runs older than sources."
+    )
+    derived_from_version: int | None = Field(
+        description="The version a re-run was made from; null for a detected run."
+    )
     reason: str = Field(description="`detected` or `rerun`.")
     description: str = Field(description="Why this version was made, in its submitter's words.")
     submitted_by: str

@@ -7,7 +7,6 @@ submissions racing each other end with one row; the loser answers with the winne
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,11 @@ from autoreduce.db.models import Instrument, OutboxMessage, ReductionRun, RunSta
 from autoreduce.failures import ErrorCategory, classify
 from autoreduce.messages import PENDING_QUEUE, RunMessage
 from autoreduce.nexus import RunMetadata
-from autoreduce.plugin import Variable
-from autoreduce.plugin_manager import UnknownPlugin
 from autoreduce.state_machine import held_message, one_line
-from autoreduce.variables import VariableError, resolve_variables
+from autoreduce.variables import VariableError
 from rest_api.dependencies import ApiState
-from rest_api.schemas import RerunRequest, RunSubmission
+from rest_api.resolution import PluginUnavailable, active_rules, as_rule, resolve_for_run
+from rest_api.schemas import RunSubmission
 
 logger = logging.getLogger("autoreduce.api")
 
@@ -47,10 +45,6 @@ def _lost_race(error: Exception) -> bool:
         return True
     code = getattr(getattr(error, "orig", None), "args", (None,))[:1]
     return isinstance(error, OperationalError) and code == (MYSQL_DEADLOCK,)
-
-
-class PluginUnavailable(RuntimeError):
-    """The instrument's plugin cannot declare its variables; the message is one line."""
 
 
 def read_metadata(state: ApiState, data_path: Path) -> RunMetadata:
@@ -72,26 +66,6 @@ def read_metadata(state: ApiState, data_path: Path) -> RunMetadata:
 def _clean(text: object, limit: int) -> str:
     value = str(text or "").replace("\x00", "")
     return value.encode("utf-8", "replace").decode("utf-8")[:limit]
-
-
-def declared_variables(state: ApiState, instrument: str) -> list[Variable]:
-    """The variables the instrument's plugin declares; :class:`PluginUnavailable` otherwise."""
-    plugin_name = state.instrument_config(instrument).plugin
-    try:
-        return state.plugins().variables(plugin_name, instrument)
-    except UnknownPlugin as error:
-        raise PluginUnavailable(one_line(str(error))) from None
-    except Exception as error:  # a plugin that fails to load or to answer
-        logger.exception("plugin %r failed to declare its variables", plugin_name)
-        raise PluginUnavailable(
-            one_line(f"plugin {plugin_name!r} failed to declare its variables: {error}")
-        ) from None
-
-
-def resolved_variables(state: ApiState, instrument: str, values: dict[str, Any]) -> dict[str, Any]:
-    """Plugin defaults, then instrument defaults, then ``values`` (validated)."""
-    config = state.instrument_config(instrument)
-    return resolve_variables(declared_variables(state, instrument), values, config.variables)
 
 
 def find_versions(session: Session, instrument: str, run_number: int) -> list[ReductionRun]:
@@ -165,7 +139,9 @@ def _new_run(fields: dict[str, Any]) -> ReductionRun:
     )
 
 
-def _audit(session: Session, actor: Actor, action: str, run: ReductionRun, **details: Any) -> None:
+def audit_run(
+    session: Session, actor: Actor, action: str, run: ReductionRun, **details: Any
+) -> None:
     target = f"{run.instrument} {run.run_number} v{run.run_version}"
     record_event(session, actor, action, target, instrument=run.instrument, details=details)
 
@@ -183,8 +159,13 @@ def _announce(state: ApiState, run: ReductionRun) -> None:
         state.relay.wake()
 
 
-def _detected_fields(state: ApiState, submission: RunSubmission, data_path: Path) -> dict[str, Any]:
-    """The columns of a detected run; Error with the reason if its variables cannot resolve."""
+def _detected_fields(
+    state: ApiState, submission: RunSubmission, data_path: Path, experiment_ref: str
+) -> dict[str, Any]:
+    """The columns of a detected run; Error with the reason if its variables cannot resolve.
+
+    Its values come from today's rules and defaults (:mod:`autoreduce.variable_rules`).
+    """
     fields: dict[str, Any] = {
         "instrument": submission.instrument,
         "run_number": submission.run_number,
@@ -196,7 +177,15 @@ def _detected_fields(state: ApiState, submission: RunSubmission, data_path: Path
         "detected_at": submission.detected_at,
     }
     try:
-        fields["variables"] = resolved_variables(state, submission.instrument, {})
+        with state.database.read_session() as session:
+            rules = [as_rule(row) for row in active_rules(session, submission.instrument)]
+        resolution = resolve_for_run(
+            state,
+            submission.instrument,
+            rules,
+            run_number=submission.run_number,
+            experiment_ref=experiment_ref,
+        )
     except (PluginUnavailable, VariableError) as error:
         # configuration errors (plugin not installed, defaults it refuses) count as ``plugin``
         plugin = state.instrument_config(submission.instrument).plugin
@@ -209,6 +198,8 @@ def _detected_fields(state: ApiState, submission: RunSubmission, data_path: Path
             finished_at=utcnow(),
             **failure.columns(),
         )
+        return fields
+    fields.update(variables=resolution.values, variable_sources=resolution.sources)
     return fields
 
 
@@ -277,8 +268,8 @@ def record_detected_run(
         raise
     if existing is not None:
         return _same_run(existing, data_path, submitted_by), False
-    fields = _detected_fields(state, submission, data_path)
     metadata = read_metadata(state, data_path)
+    fields = _detected_fields(state, submission, data_path, metadata.experiment_ref)
     for _ in range(RECORD_ATTEMPTS):
         try:
             with state.database.session() as session:
@@ -294,7 +285,7 @@ def record_detected_run(
                 if paused and run.status == RunStatus.QUEUED:
                     run.message = held_message(run.instrument)
                 _add_with_message(session, run)
-                _audit(session, actor, "run.submit", run, data_path=run.data_path)
+                audit_run(session, actor, "run.submit", run, data_path=run.data_path)
         except (IntegrityError, OperationalError) as error:
             if not _lost_race(error):
                 raise
@@ -306,73 +297,3 @@ def record_detected_run(
         _announce(state, run)
         return run, True
     raise HTTPException(status_code=409, detail="the run was being recorded concurrently; retry")
-
-
-def _checked_size(state: ApiState, values: dict[str, Any]) -> None:
-    size = len(json.dumps(values, separators=(",", ":")).encode("utf-8"))
-    limit = state.settings.max_variables_bytes
-    if size > limit:
-        raise HTTPException(
-            status_code=422,
-            detail=f"variables: {size} bytes of JSON, more than the limit of {limit} "
-            "(setting max_variables_bytes)",
-        )
-
-
-def record_rerun(
-    state: ApiState,
-    instrument: str,
-    run_number: int,
-    request: RerunRequest,
-    actor: Actor,
-) -> ReductionRun:
-    """Record a new version of an existing run with the request's variables over the defaults."""
-    state.instrument_config(instrument)
-    _checked_size(state, request.variables)
-    if _first_version(state, instrument, run_number) is None:
-        raise HTTPException(status_code=404, detail=f"run {instrument} {run_number} not found")
-    try:
-        variables = resolved_variables(state, instrument, request.variables)
-    except PluginUnavailable as error:
-        raise HTTPException(status_code=409, detail=str(error)) from None
-    except VariableError as error:
-        raise HTTPException(status_code=422, detail=one_line(str(error))) from None
-    for _ in range(RECORD_ATTEMPTS):
-        try:
-            with state.database.session() as session:
-                paused = _ensure_instrument(session, instrument)
-                versions = find_versions(session, instrument, run_number)
-                first = versions[0]
-                run = _new_run(
-                    {
-                        "instrument": instrument,
-                        "run_number": run_number,
-                        "run_version": versions[-1].run_version + 1,
-                        "status": RunStatus.QUEUED.value,
-                        "message": held_message(instrument) if paused else "",
-                        "experiment_ref": first.experiment_ref,
-                        "title": first.title,
-                        "data_path": first.data_path,
-                        "variables": variables,
-                        "reason": "rerun",
-                        "description": request.reason,
-                        "submitted_by": actor.name,
-                        "detected_at": first.detected_at,
-                    }
-                )
-                _add_with_message(session, run)
-                _audit(
-                    session,
-                    actor,
-                    "run.rerun",
-                    run,
-                    variables=request.variables,
-                    reason=request.reason,
-                )
-        except (IntegrityError, OperationalError) as error:
-            if not _lost_race(error):
-                raise
-            continue  # another re-run took this version number; take the next
-        _announce(state, run)
-        return run
-    raise HTTPException(status_code=409, detail="too many concurrent re-runs of this run; retry")

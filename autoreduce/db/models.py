@@ -147,6 +147,12 @@ class ReductionRun(Base):
     error_signature: Mapped[str] = mapped_column(
         String(300), nullable=False, default="", server_default=""
     )  # the failure's cause as a short text to show
+    variable_sources: Mapped[dict[str, str] | None] = mapped_column(
+        JSON
+    )  # where each of ``variables`` came from (:mod:`autoreduce.variable_rules`); NULL before 0008
+    derived_from_version: Mapped[int | None] = mapped_column(
+        Integer
+    )  # the version a re-run was made from; NULL for a detected run
 
     outputs: Mapped[list[RunOutput]] = relationship(
         back_populates="run", order_by="RunOutput.id", cascade="all, delete-orphan"
@@ -188,6 +194,65 @@ class RunLogLine(Base):
     seq: Mapped[int] = mapped_column(Integer, nullable=False)
     logged_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
     text: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class VariableRule(Base):
+    """Values for new runs of one instrument: for every run of an experiment, or from a run on.
+
+    Exactly one of ``experiment_ref`` and ``from_run`` is set. A deleted rule keeps its row
+    (``deleted_at``, ``deleted_by``), so the sources recorded on runs ("rule #4") stay readable.
+    """
+
+    __tablename__ = "variable_rules"
+    __table_args__ = (Index("ix_variable_rules_instrument", "instrument", "deleted_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instrument: Mapped[str] = mapped_column(String(32), nullable=False)
+    experiment_ref: Mapped[str | None] = mapped_column(String(64))
+    from_run: Mapped[int | None] = mapped_column(BigInteger)
+    values: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    description: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+    created_by: Mapped[str] = mapped_column(String(100), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+    deleted_by: Mapped[str | None] = mapped_column(String(100))
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class RerunBatch(Base):
+    """One batch re-run: who asked, when, why, from which base, changing what."""
+
+    __tablename__ = "rerun_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instrument: Mapped[str] = mapped_column(String(32), nullable=False)
+    submitted_by: Mapped[str] = mapped_column(String(100), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+    description: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+    base: Mapped[str] = mapped_column(String(32), nullable=False)  # latest | current | version N
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    selection: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    supersede: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+    runs: Mapped[list[RerunBatchRun]] = relationship(
+        back_populates="batch", order_by="RerunBatchRun.id", cascade="all, delete-orphan"
+    )
+
+
+class RerunBatchRun(Base):
+    """One run of a batch: the version the batch made, or why it refused the run."""
+
+    __tablename__ = "rerun_batch_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[int] = mapped_column(
+        ForeignKey("rerun_batches.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    run_number: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("reduction_runs.id", ondelete="CASCADE"))
+    refused: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+
+    batch: Mapped[RerunBatch] = relationship(back_populates="runs")
+    run: Mapped[ReductionRun | None] = relationship()
 
 
 class OutboxMessage(Base):

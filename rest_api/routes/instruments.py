@@ -17,8 +17,8 @@ from autoreduce.state_machine import HELD_PREFIX, held_message
 from rest_api.auth import Caller, ReaderDep, require_role
 from rest_api.dependencies import ApiState, SessionDep, StateDep
 from rest_api.problems import problems
+from rest_api.resolution import PluginUnavailable, declared_variables
 from rest_api.schemas import InstrumentItem, InstrumentPatch, VariableDeclaration
-from rest_api.submission import PluginUnavailable, declared_variables
 
 router = APIRouter(prefix="/api/v1/instruments", tags=["instruments"])
 logger = logging.getLogger("autoreduce.api")

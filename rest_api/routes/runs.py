@@ -16,6 +16,8 @@ from rest_api.auth import Caller, ReaderDep, require_role
 from rest_api.cancellation import cancel_run_version
 from rest_api.dependencies import SessionDep, StateDep
 from rest_api.problems import problems
+from rest_api.rerun_schemas import RerunPlanItem
+from rest_api.reruns import preview_rerun, record_rerun
 from rest_api.schemas import (
     MAX_RUN_NUMBER,
     MAX_RUN_VERSION,
@@ -31,7 +33,7 @@ from rest_api.schemas import (
     utc_timestamp,
 )
 from rest_api.search_query import apply_search, regex_refused
-from rest_api.submission import find_versions, record_detected_run, record_rerun
+from rest_api.submission import find_versions, record_detected_run
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
@@ -58,6 +60,8 @@ def run_item(run: ReductionRun) -> RunItem:
         title=run.title,
         data_path=run.data_path,
         variables=run.variables or {},
+        variable_sources=run.variable_sources or {},
+        derived_from_version=run.derived_from_version,
         reason=run.reason,
         description=run.description or "",
         submitted_by=run.submitted_by,
@@ -281,19 +285,28 @@ def get_run(
 @router.post(
     "/{instrument}/{run_number}/reruns",
     status_code=201,
-    response_model=RunItem,
-    responses=problems(401, 403, 404, 409, 413),
+    response_model=RunItem | RerunPlanItem,
+    responses={
+        201: {"model": RunItem, "description": "The new version, queued."},
+        200: {"model": RerunPlanItem, "description": "A dry run: the version it would make."},
+        **problems(401, 403, 404, 409, 413),
+    },
 )
 def rerun(
     instrument: InstrumentName,
     run_number: RunNumber,
     request: RerunRequest,
+    response: Response,
     state: StateDep,
     caller: Annotated[Caller, Depends(require_role("scientist", "admin"))],
-) -> RunItem:
-    """Queue a new version of a run with changed variables (scientist of the instrument, admin)."""
+) -> RunItem | RerunPlanItem:
+    """Queue a new version of a run: `variables` changed over its `base` (scientist of the
+    instrument, admin). With `dry_run` answer the values it would get and their differences."""
     state.instrument_config(instrument)
     caller.check_instrument(instrument, must_list=caller.role == "scientist")
+    if request.dry_run:
+        response.status_code = 200
+        return preview_rerun(state, instrument, run_number, request)
     return run_item(record_rerun(state, instrument, run_number, request, caller.actor))
 
 

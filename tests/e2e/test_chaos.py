@@ -154,7 +154,8 @@ def test_300_runs_complete_exactly_once_through_kills_and_restarts(
         )
     assert sorted(r.run_number for r in runs) == list(range(1, RUNS + 1))
     assert {(r.status, r.run_version) for r in runs} == {("Completed", 0)}
-    assert {count for _, count in outputs} == {2} and len(outputs) == RUNS  # noop.txt + log
+    # noop.txt, variables.json and the log
+    assert {count for _, count in outputs} == {3} and len(outputs) == RUNS
     assert dead == 0
     retried = sum(1 for r in runs if r.attempts > 1)
     print(f"{broker}: {RUNS} runs, faults {chaos.done}, {retried} runs needed a second attempt")

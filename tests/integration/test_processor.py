@@ -143,7 +143,11 @@ def test_noop_run_completes_with_its_outputs_in_place_and_the_message_acked(
     assert done.started_at and done.finished_at and done.finished_at >= done.started_at
     output_dir = Path(done.output_dir)
     assert (output_dir / "noop.txt").read_text().strip() == "101"
-    assert {(o.kind, o.name) for o in done.outputs} == {("data", "noop.txt"), ("log", LOG_NAME)}
+    assert {(o.kind, o.name) for o in done.outputs} == {
+        ("data", "noop.txt"),
+        ("data", "variables.json"),
+        ("log", LOG_NAME),
+    }
     assert not [p for p in output_dir.parent.iterdir() if p.name.startswith(".")]
     assert queue_rows(database, PENDING_QUEUE) == []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import faulthandler
+import json
 import logging
 import multiprocessing
 import os
@@ -88,13 +89,14 @@ def test_negative_sleep_is_rejected_by_its_declaration() -> None:
         resolve_variables(noop.reduction_variables("BENCH"), {"sleep_s": -1.0})
 
 
-def test_reduce_writes_the_run_number_inside_output_dir(tmp_path: Path) -> None:
+def test_reduce_writes_the_run_number_and_its_variables_inside_output_dir(tmp_path: Path) -> None:
     progress: list[float] = []
 
     result = noop.reduce(_context(tmp_path, progress))
 
-    assert result.files == [tmp_path.resolve() / "noop.txt"]
+    assert result.files == [tmp_path.resolve() / "noop.txt", tmp_path.resolve() / "variables.json"]
     assert result.files[0].read_text().strip() == "1234"
+    assert json.loads(result.files[1].read_text()) == {"sleep_s": 0.0, "fault": "none"}
     assert result.summary == "slept 0.0 s"
     assert progress[-1] == 1.0
 

@@ -1,7 +1,7 @@
 """each run version keeps its provenance; each Error run its failure's category and fingerprint
 
 Revision ID: 0007
-Revises: 0002
+Revises: 0006
 Create Date: 2026-12-10
 
 ``provenance`` is one JSON object (see ``autoreduce.provenance``); ``error_category``,
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0008"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

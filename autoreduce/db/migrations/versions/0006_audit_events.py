@@ -1,7 +1,7 @@
 """the audit trail: every write with who, what, when and from where
 
-Revision ID: 0008
-Revises: 0002
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-03
 """
 
@@ -10,7 +10,7 @@ from alembic import op
 
 import autoreduce.db.models
 
-revision = "0008"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None

@@ -1,6 +1,6 @@
 """a run version keeps who asked to cancel it, when and why
 
-Revision ID: 0004
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-03
 """
@@ -10,7 +10,7 @@ from alembic import op
 
 import autoreduce.db.models
 
-revision = "0004"
+revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """a reduction's log lines, shipped by its processor while the run goes on
 
-Revision ID: 0006
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-10
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 
 import autoreduce.db.models
 
-revision = "0006"
-down_revision = "0004"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,254 @@
+"""Batch re-runs: one new version per selected run, all in one transaction with their messages.
+
+A run whose latest version is still Queued or Processing is refused with that reason; with
+``supersede`` a Queued latest version is cancelled ("superseded by batch N by WHO") and the new
+version made, while a Processing one is refused even so (it must be cancelled first). A dry run
+plans the same way in a read-only transaction and records nothing.
+"""
+
+from __future__ import annotations
+
+from fastapi import HTTPException
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, selectinload
+
+from autoreduce.audit import record_event
+from autoreduce.db.models import ReductionRun, RerunBatch, RerunBatchRun, RunStatus, utcnow
+from autoreduce.plugin import Variable
+from autoreduce.state_machine import transition
+from rest_api.auth import Caller
+from rest_api.dependencies import ApiState
+from rest_api.rerun_schemas import BatchItem, BatchRerunRequest, RerunPlanItem
+from rest_api.reruns import (
+    REFUSED,
+    Base,
+    RerunPlan,
+    checked_changes,
+    declared_or_409,
+    new_version,
+    plan_rerun,
+)
+from rest_api.resolution import active_rules, as_rule
+from rest_api.submission import RECORD_ATTEMPTS, _add_with_message, _ensure_instrument, _lost_race
+
+
+def batch_limit(state: ApiState, caller: Caller) -> tuple[int, str]:
+    """The most runs ``caller`` may re-run in one batch, and the setting that says so."""
+    if caller.role == "admin":
+        return state.settings.max_batch_runs_admin, "max_batch_runs_admin"
+    return state.settings.max_batch_runs_scientist, "max_batch_runs_scientist"
+
+
+def _selected(
+    session: Session, request: BatchRerunRequest, limit: int, setting: str, role: str
+) -> list[int]:
+    """The run numbers the request selects (listed ones as given); 422 past ``limit``."""
+    if request.runs is not None:
+        numbers = list(dict.fromkeys(request.runs))
+    else:
+        query = select(ReductionRun.run_number).where(
+            ReductionRun.instrument == request.instrument, ReductionRun.run_version == 0
+        )
+        if request.experiment_ref is not None:
+            query = query.where(ReductionRun.experiment_ref == request.experiment_ref)
+        else:
+            query = query.where(ReductionRun.run_number.between(request.run_min, request.run_max))
+        numbers = list(session.scalars(query.order_by(ReductionRun.run_number).limit(limit + 1)))
+    if len(numbers) > limit:
+        raise HTTPException(
+            status_code=422,
+            detail=f"the batch selects more than {limit} runs, the limit for a {role} "
+            f"(setting {setting}); select fewer",
+        )
+    return numbers
+
+
+def _gate(plan: RerunPlan, supersede: bool) -> None:
+    """Refuse ``plan`` while its latest version is unfinished (bar a Queued one superseded)."""
+    latest = plan.latest
+    if latest.status == RunStatus.PROCESSING.value:
+        plan.refused = (
+            f"version {latest.run_version} is still Processing; a batch cannot supersede it "
+            "(cancel it first)"
+        )
+    elif latest.status == RunStatus.QUEUED.value and not supersede:
+        plan.refused = (
+            f"version {latest.run_version} is still Queued; supersede=true would cancel it"
+        )
+
+
+def _plans(
+    state: ApiState,
+    session: Session,
+    request: BatchRerunRequest,
+    caller: Caller,
+    declared: list[Variable],
+) -> list[RerunPlan]:
+    limit, setting = batch_limit(state, caller)
+    numbers = _selected(session, request, limit, setting, caller.role)
+    rows = session.scalars(
+        select(ReductionRun)
+        .where(ReductionRun.instrument == request.instrument, ReductionRun.run_number.in_(numbers))
+        .order_by(ReductionRun.run_number, ReductionRun.run_version)
+    ).all()
+    versions: dict[int, list[ReductionRun]] = {}
+    for row in rows:
+        versions.setdefault(row.run_number, []).append(row)
+    rules = [as_rule(row) for row in active_rules(session, request.instrument)]
+    base = Base.parse(request.base)
+    plans = []
+    for number in numbers:
+        if number not in versions:
+            plans.append(RerunPlan(number, [], refused="the run is not recorded"))
+            continue
+        plan = RerunPlan(number, versions[number])
+        _gate(plan, request.supersede)
+        if not plan.refused:
+            plan = plan_rerun(state, declared, rules, versions[number], base, request.variables)
+        plans.append(plan)
+    return plans
+
+
+def _superseded(plan: RerunPlan) -> int | None:
+    if plan.refused or plan.latest.status != RunStatus.QUEUED.value:
+        return None
+    return plan.latest.run_version
+
+
+def _answer(
+    request: BatchRerunRequest, caller: Caller, items: list[RerunPlanItem], batch: RerunBatch | None
+) -> BatchItem:
+    return BatchItem(
+        id=batch.id if batch else None,
+        instrument=request.instrument,
+        dry_run=batch is None,
+        submitted_by=caller.name,
+        created_at=batch.created_at if batch else None,
+        reason=request.reason,
+        base=request.base,
+        changes=request.variables,
+        runs=items,
+    )
+
+
+def preview_batch(state: ApiState, request: BatchRerunRequest, caller: Caller) -> BatchItem:
+    """What :func:`record_batch` would do, recording nothing."""
+    declared = declared_or_409(state, request.instrument)
+    checked_changes(state, declared, request.variables)
+    with state.database.read_session() as session:
+        plans = _plans(state, session, request, caller, declared)
+        items = [plan.item(superseded=_superseded(plan)) for plan in plans]
+    return _answer(request, caller, items, None)
+
+
+def _record(
+    session: Session, batch: RerunBatch, plan: RerunPlan, who: str, paused: bool
+) -> RerunPlanItem:
+    superseded = _superseded(plan)
+    if superseded is not None and not transition(
+        session,
+        plan.latest.id,
+        RunStatus.QUEUED,
+        RunStatus.CANCELLED,
+        message=f"superseded by batch {batch.id} by {who}",
+        finished_at=utcnow(),
+    ):
+        plan.refused = f"version {superseded} left Queued while the batch was recorded; retry"
+    if plan.refused:
+        session.add(
+            RerunBatchRun(batch_id=batch.id, run_number=plan.run_number, refused=plan.refused)
+        )
+        return plan.item()
+    run = new_version(plan, batch.description, who, paused)
+    _add_with_message(session, run)
+    session.add(RerunBatchRun(batch_id=batch.id, run_number=plan.run_number, run_id=run.id))
+    return plan.item(run, superseded)
+
+
+def record_batch(state: ApiState, request: BatchRerunRequest, caller: Caller) -> BatchItem:
+    """Record the batch, its new versions and their outbox messages in one transaction."""
+    declared = declared_or_409(state, request.instrument)
+    checked_changes(state, declared, request.variables)
+    for _ in range(RECORD_ATTEMPTS):
+        try:
+            with state.database.session() as session:
+                paused = _ensure_instrument(session, request.instrument)
+                plans = _plans(state, session, request, caller, declared)
+                batch = RerunBatch(
+                    instrument=request.instrument,
+                    submitted_by=caller.name,
+                    created_at=utcnow(),
+                    description=request.reason,
+                    base=request.base,
+                    changes=request.variables,
+                    selection=request.model_dump(
+                        include={"runs", "run_min", "run_max", "experiment_ref"}
+                    ),
+                    supersede=request.supersede,
+                )
+                session.add(batch)
+                session.flush()
+                items = [_record(session, batch, plan, caller.name, paused) for plan in plans]
+                made = [item.run_number for item in items if item.run_version is not None]
+                record_event(
+                    session,
+                    caller.actor,
+                    "rerun.batch",
+                    f"batch {batch.id}: {len(made)} of {len(items)} runs of {batch.instrument}",
+                    instrument=batch.instrument,
+                    details={
+                        "batch": batch.id,
+                        "runs": made,
+                        "refused": len(items) - len(made),
+                        "variables": request.variables,
+                        "base": request.base,
+                        "supersede": request.supersede,
+                        "reason": request.reason,
+                    },
+                )
+        except (IntegrityError, OperationalError) as error:
+            if not _lost_race(error):
+                raise
+            continue  # a concurrent re-run took a version number; plan again
+        state.relay.wake()
+        return _answer(request, caller, items, batch)
+    raise HTTPException(status_code=409, detail="too many concurrent re-runs of these runs; retry")
+
+
+def read_batch(session: Session, batch_id: int, caller: Caller) -> BatchItem:
+    """The batch with each run's version and its state now; 404 if unknown or not readable."""
+    batch = session.scalar(
+        select(RerunBatch)
+        .where(RerunBatch.id == batch_id)
+        .options(selectinload(RerunBatch.runs).selectinload(RerunBatchRun.run))
+    )
+    if batch is None or not caller.may_read(batch.instrument):
+        raise HTTPException(status_code=404, detail=f"batch {batch_id} not found")
+    items = []
+    for link in batch.runs:
+        run = link.run
+        items.append(
+            RerunPlanItem(
+                run_number=link.run_number,
+                run_version=run.run_version if run else None,
+                status=run.status if run else REFUSED,
+                message=run.message if run else link.refused,
+                derived_from_version=run.derived_from_version if run else None,
+                variables=(run.variables or {}) if run else {},
+                variable_sources=(run.variable_sources or {}) if run else {},
+                superseded_version=None,
+                differences=None,
+            )
+        )
+    return BatchItem(
+        id=batch.id,
+        instrument=batch.instrument,
+        dry_run=False,
+        submitted_by=batch.submitted_by,
+        created_at=batch.created_at,
+        reason=batch.description,
+        base=batch.base,
+        changes=batch.changes,
+        runs=items,
+    )
