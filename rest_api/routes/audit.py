@@ -13,7 +13,7 @@ from rest_api.auth import Caller, require_role
 from rest_api.dependencies import SessionDep
 from rest_api.problems import problems
 from rest_api.routes.runs import utc_or_422
-from rest_api.schemas import AuditItem, AuditPage
+from rest_api.schemas import MAX_RUN_NUMBER, AuditItem, AuditPage
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -31,7 +31,8 @@ def list_audit_events(
     until: Annotated[datetime | None, Query(description="Before (ISO 8601).")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     before_id: Annotated[
-        int | None, Query(ge=1, description="Keyset paging: events older than this id.")
+        int | None,
+        Query(ge=1, le=MAX_RUN_NUMBER, description="Keyset paging: events older than this id."),
     ] = None,
 ) -> AuditPage:
     """Audit events, newest first, filtered; page on with ``before_id=<next_before_id>``."""

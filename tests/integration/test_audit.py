@@ -45,7 +45,7 @@ def test_submissions_reruns_and_pauses_are_recorded_with_who_what_and_where(
     ]
     assert all(e["address"] == "testclient" and e["instrument"] == "GEM" for e in trail)
     rerun = trail[2]["details"]
-    assert rerun == {"variables": {"sleep_s": 1}, "reason": "new vanadium"}
+    assert rerun == {"variables": {"sleep_s": 1}, "reason": "new vanadium", "base": "latest"}
 
 
 def test_a_refused_write_and_an_idempotent_resubmission_leave_no_event(
