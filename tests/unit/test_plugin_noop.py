@@ -96,7 +96,11 @@ def test_reduce_writes_the_run_number_and_its_variables_inside_output_dir(tmp_pa
 
     assert result.files == [tmp_path.resolve() / "noop.txt", tmp_path.resolve() / "variables.json"]
     assert result.files[0].read_text().strip() == "1234"
-    assert json.loads(result.files[1].read_text()) == {"sleep_s": 0.0, "fault": "none", "log_lines": 0}
+    assert json.loads(result.files[1].read_text()) == {
+        "sleep_s": 0.0,
+        "fault": "none",
+        "log_lines": 0,
+    }
     assert result.summary == "slept 0.0 s"
     assert progress[-1] == 1.0
 
