@@ -8,16 +8,20 @@ plans the same way in a read-only transaction and records nothing.
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import HTTPException
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, selectinload
 
 from autoreduce.audit import record_event
 from autoreduce.db.models import ReductionRun, RerunBatch, RerunBatchRun, RunStatus, utcnow
 from autoreduce.plugin import Variable
+from autoreduce.search import SearchSyntaxError, parse_search
 from autoreduce.state_machine import transition
 from rest_api.auth import Caller
+from rest_api.cancellation import cancel_run_version
 from rest_api.dependencies import ApiState
 from rest_api.rerun_schemas import BatchItem, BatchRerunRequest, RerunPlanItem
 from rest_api.reruns import (
@@ -30,6 +34,7 @@ from rest_api.reruns import (
     plan_rerun,
 )
 from rest_api.resolution import active_rules, as_rule
+from rest_api.search_query import apply_search
 from rest_api.submission import RECORD_ATTEMPTS, _add_with_message, _ensure_instrument, _lost_race
 
 
@@ -41,20 +46,31 @@ def batch_limit(state: ApiState, caller: Caller) -> tuple[int, str]:
 
 
 def _selected(
-    session: Session, request: BatchRerunRequest, limit: int, setting: str, role: str
+    state: ApiState,
+    session: Session,
+    request: BatchRerunRequest,
+    limit: int,
+    setting: str,
+    role: str,
 ) -> list[int]:
     """The run numbers the request selects (listed ones as given); 422 past ``limit``."""
     if request.runs is not None:
         numbers = list(dict.fromkeys(request.runs))
     else:
-        query = select(ReductionRun.run_number).where(
-            ReductionRun.instrument == request.instrument, ReductionRun.run_version == 0
-        )
+        query = select(ReductionRun.run_number).where(ReductionRun.instrument == request.instrument)
         if request.experiment_ref is not None:
             query = query.where(ReductionRun.experiment_ref == request.experiment_ref)
+        elif request.q is not None:
+            query = query.where(ReductionRun.id.in_(_searched_ids(state, request.q)))
+        elif request.failure is not None:
+            query = query.where(
+                ReductionRun.status == RunStatus.ERROR.value,
+                ReductionRun.error_fingerprint == request.failure,
+            )
         else:
             query = query.where(ReductionRun.run_number.between(request.run_min, request.run_max))
-        numbers = list(session.scalars(query.order_by(ReductionRun.run_number).limit(limit + 1)))
+        query = query.distinct().order_by(ReductionRun.run_number).limit(limit + 1)
+        numbers = list(session.scalars(query))
     if len(numbers) > limit:
         raise HTTPException(
             status_code=422,
@@ -62,6 +78,21 @@ def _selected(
             f"(setting {setting}); select fewer",
         )
     return numbers
+
+
+def _searched_ids(state: ApiState, q: str) -> Select[tuple[int]]:
+    """The ids of the run versions the search ``q`` matches; 400 naming a bad term."""
+    try:
+        terms = parse_search(q)
+    except SearchSyntaxError as error:
+        raise HTTPException(status_code=400, detail=f"q: {error}") from None
+    searched = apply_search(
+        select(ReductionRun),
+        terms,
+        dialect=state.database.dialect,
+        instruments=state.settings.instruments,
+    )
+    return searched.with_only_columns(ReductionRun.id)
 
 
 def _gate(plan: RerunPlan, supersede: bool) -> None:
@@ -86,7 +117,7 @@ def _plans(
     declared: list[Variable],
 ) -> list[RerunPlan]:
     limit, setting = batch_limit(state, caller)
-    numbers = _selected(session, request, limit, setting, caller.role)
+    numbers = _selected(state, session, request, limit, setting, caller.role)
     rows = session.scalars(
         select(ReductionRun)
         .where(ReductionRun.instrument == request.instrument, ReductionRun.run_number.in_(numbers))
@@ -252,3 +283,37 @@ def read_batch(session: Session, batch_id: int, caller: Caller) -> BatchItem:
         changes=batch.changes,
         runs=items,
     )
+
+
+def cancel_batch(state: ApiState, batch_id: int, caller: Caller, reason: str) -> BatchItem:
+    """Cancel every version the batch made that is still Queued or Processing.
+
+    Each goes through :func:`rest_api.cancellation.cancel_run_version` (Queued at once,
+    Processing by its processor), each recorded in the audit trail; finished ones are left.
+    """
+    with state.database.read_session() as session:
+        batch = session.get(RerunBatch, batch_id)
+        if batch is None or not caller.may_read(batch.instrument):
+            raise HTTPException(status_code=404, detail=f"batch {batch_id} not found")
+        caller.check_instrument(batch.instrument, must_list=caller.role == "scientist")
+        unfinished = session.execute(
+            select(ReductionRun.run_number, ReductionRun.run_version)
+            .join(RerunBatchRun, RerunBatchRun.run_id == ReductionRun.id)
+            .where(
+                RerunBatchRun.batch_id == batch_id,
+                ReductionRun.status.in_([RunStatus.QUEUED.value, RunStatus.PROCESSING.value]),
+            )
+        ).all()
+        instrument = batch.instrument
+    for run_number, run_version in unfinished:
+        with contextlib.suppress(HTTPException):  # it finished meanwhile: nothing to cancel
+            cancel_run_version(
+                state.database,
+                instrument,
+                run_number,
+                run_version,
+                actor=caller.actor,
+                reason=f"batch {batch_id} cancelled: {reason}",
+            )
+    with state.database.read_session() as session:
+        return read_batch(session, batch_id, caller)

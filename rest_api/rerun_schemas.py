@@ -62,7 +62,7 @@ class VariableRuleItem(BaseModel):
 
 
 class BatchRerunRequest(BaseModel):
-    """Re-run many runs of one instrument: a list, a range or an experiment."""
+    """Re-run many runs of one instrument: a list, a range, an experiment, a search or a failure."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -74,6 +74,19 @@ class BatchRerunRequest(BaseModel):
     run_max: RunNumberField | None = None
     experiment_ref: str | None = Field(
         None, min_length=1, max_length=64, description="Every run of this experiment."
+    )
+    q: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Every run of the instrument with a version matching this search (the "
+        "search grammar of `GET /api/v1/runs?q=`).",
+    )
+    failure: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{12}$",
+        description="Every run of the instrument with a version in Error with this fingerprint "
+        "(a group of `GET /api/v1/failures`).",
     )
     variables: dict[str, Any] = Field(
         default_factory=dict, description="Values to change over each run's base."
@@ -87,7 +100,7 @@ class BatchRerunRequest(BaseModel):
         "(a Processing one is refused even so).",
     )
 
-    @field_validator("instrument", "experiment_ref", "reason")
+    @field_validator("instrument", "experiment_ref", "reason", "q")
     @classmethod
     def _text(cls, value: str | None) -> str | None:
         return None if value is None else check_text(value)
@@ -100,9 +113,12 @@ class BatchRerunRequest(BaseModel):
     @model_validator(mode="after")
     def _one_selection(self) -> BatchRerunRequest:
         ranged = self.run_min is not None or self.run_max is not None
-        chosen = [self.runs is not None, ranged, self.experiment_ref is not None]
+        chosen = [self.runs is not None, ranged]
+        chosen += [value is not None for value in (self.experiment_ref, self.q, self.failure)]
         if chosen.count(True) != 1:
-            raise ValueError("give exactly one of runs, run_min with run_max, experiment_ref")
+            raise ValueError(
+                "give exactly one of runs, run_min with run_max, experiment_ref, q, failure"
+            )
         if ranged and (self.run_min is None or self.run_max is None):
             raise ValueError("a range needs both run_min and run_max")
         if ranged and self.run_min > self.run_max:  # type: ignore[operator]

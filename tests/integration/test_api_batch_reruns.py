@@ -287,3 +287,86 @@ def test_a_batch_of_another_instrument_is_404_to_a_scoped_reader(
     response = app_client.get(f"{RERUNS}/{answer['id']}", headers=auth("scientist", "WISH"))
 
     assert response.status_code == 404
+
+
+# --- batches from a search or a failure group, and cancelled as a whole --------------------------
+
+
+@pytest.mark.usefixtures("recorded")
+def test_a_batch_from_a_search_selects_the_runs_it_finds(
+    app_client: TestClient, auth: Auth, db: Database
+) -> None:
+    with db.session() as session:
+        session.execute(
+            update(ReductionRun)
+            .where(ReductionRun.run_number.in_([2, 4]))
+            .values(title="Vanadium rod")
+        )
+
+    made = batch(app_client, auth("admin"), q="title:vanadium run:..3").json()
+
+    assert [item["run_number"] for item in made["runs"]] == [2]
+
+
+@pytest.mark.usefixtures("recorded")
+def test_a_batch_from_a_bad_search_is_400_naming_the_term(
+    app_client: TestClient, auth: Auth
+) -> None:
+    response = batch(app_client, auth("admin"), q="tilte:x")
+
+    assert response.status_code == 400
+    assert "tilte" in response.json()["detail"]
+
+
+@pytest.mark.usefixtures("recorded")
+def test_a_batch_from_a_failure_group_selects_the_runs_that_failed_so(
+    app_client: TestClient, auth: Auth, db: Database
+) -> None:
+    with db.session() as session:
+        for run_number, fingerprint in (
+            (1, "aaaaaaaaaaaa"),
+            (3, "aaaaaaaaaaaa"),
+            (5, "bbbbbbbbbbbb"),
+        ):
+            session.execute(
+                update(ReductionRun)
+                .where(ReductionRun.run_number == run_number)
+                .values(status=RunStatus.ERROR.value, error_fingerprint=fingerprint)
+            )
+
+    made = batch(app_client, auth("admin"), failure="aaaaaaaaaaaa", dry_run=True).json()
+
+    assert [item["run_number"] for item in made["runs"]] == [1, 3]
+
+
+@pytest.mark.usefixtures("recorded")
+def test_a_batch_is_cancelled_as_a_whole_and_each_cancel_is_audited(
+    app_client: TestClient, auth: Auth, db: Database
+) -> None:
+    admin = auth("admin")
+    made = batch(app_client, admin, runs=[1, 2, 3]).json()
+    finish(db, 3)  # one of its versions finished already: it is left as it is
+
+    cancelled = app_client.post(
+        f"{RERUNS}/{made['id']}/cancel", json={"reason": "wrong calibration"}, headers=admin
+    )
+
+    assert cancelled.status_code == 200, cancelled.text
+    states = {item["run_number"]: item["status"] for item in cancelled.json()["runs"]}
+    assert states == {1: "Cancelled", 2: "Cancelled", 3: "Completed"}
+    trail = app_client.get("/api/v1/audit", params={"action": "run.cancel"}, headers=admin).json()
+    assert sorted(e["target"] for e in trail["items"]) == ["GEM 1 v1", "GEM 2 v1"]
+    assert all("wrong calibration" in e["details"]["reason"] for e in trail["items"])
+
+
+@pytest.mark.usefixtures("recorded")
+def test_cancelling_a_batch_needs_a_scientist_of_its_instrument(
+    app_client: TestClient, auth: Auth
+) -> None:
+    made = batch(app_client, auth("admin"), runs=[1]).json()
+
+    response = app_client.post(
+        f"{RERUNS}/{made['id']}/cancel", json={"reason": "x"}, headers=auth("scientist", "WISH")
+    )
+
+    assert response.status_code == 404  # WISH's scientist cannot even see a GEM batch
