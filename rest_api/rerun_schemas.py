@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from rest_api.schemas import (
     BASE_DESCRIPTION,
     BASE_PATTERN,
     MAX_RUN_NUMBER,
-    check_json_values,
-    check_text,
+    JsonObject,
+    Text,
 )
 
 RunNumberField = Annotated[int, Field(ge=0, le=MAX_RUN_NUMBER)]
@@ -24,24 +24,14 @@ class VariableRuleRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    experiment_ref: str | None = Field(
+    experiment_ref: Text | None = Field(
         None, min_length=1, max_length=64, description="For every run of this experiment."
     )
     from_run: RunNumberField | None = Field(None, description="For this run and every later one.")
-    variables: dict[str, Any] = Field(
+    variables: JsonObject = Field(
         min_length=1, description="The values, validated against the plugin's declarations."
     )
-    reason: str = Field("", max_length=500, description="Why the rule is set.")
-
-    @field_validator("experiment_ref", "reason")
-    @classmethod
-    def _text(cls, value: str | None) -> str | None:
-        return None if value is None else check_text(value)
-
-    @field_validator("variables")
-    @classmethod
-    def _variables(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return check_json_values(value)
+    reason: Text = Field("", max_length=500, description="Why the rule is set.")
 
     @model_validator(mode="after")
     def _one_scope(self) -> VariableRuleRequest:
@@ -66,16 +56,16 @@ class BatchRerunRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    instrument: str = Field(min_length=1, max_length=32)
+    instrument: Text = Field(min_length=1, max_length=32)
     runs: list[RunNumberField] | None = Field(
         None, min_length=1, max_length=MAX_LISTED_RUNS, description="These run numbers."
     )
     run_min: RunNumberField | None = Field(None, description="With run_max: a range, inclusive.")
     run_max: RunNumberField | None = None
-    experiment_ref: str | None = Field(
+    experiment_ref: Text | None = Field(
         None, min_length=1, max_length=64, description="Every run of this experiment."
     )
-    q: str | None = Field(
+    q: Text | None = Field(
         None,
         min_length=1,
         max_length=200,
@@ -88,27 +78,17 @@ class BatchRerunRequest(BaseModel):
         description="Every run of the instrument with a version in Error with this fingerprint "
         "(a group of `GET /api/v1/failures`).",
     )
-    variables: dict[str, Any] = Field(
+    variables: JsonObject = Field(
         default_factory=dict, description="Values to change over each run's base."
     )
     base: str = Field("latest", pattern=BASE_PATTERN, description=BASE_DESCRIPTION)
-    reason: str = Field("", max_length=500, description="Why; kept as each version's description.")
+    reason: Text = Field("", max_length=500, description="Why; kept as each version's description.")
     dry_run: StrictBool = Field(False, description="Answer what it would do (200); queue nothing.")
     supersede: StrictBool = Field(
         False,
         description="Cancel a run's Queued latest version instead of refusing the run "
         "(a Processing one is refused even so).",
     )
-
-    @field_validator("instrument", "experiment_ref", "reason", "q")
-    @classmethod
-    def _text(cls, value: str | None) -> str | None:
-        return None if value is None else check_text(value)
-
-    @field_validator("variables")
-    @classmethod
-    def _variables(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return check_json_values(value)
 
     @model_validator(mode="after")
     def _one_selection(self) -> BatchRerunRequest:

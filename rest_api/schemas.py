@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 MAX_RUN_NUMBER = 2**63 - 1
 MAX_RUN_VERSION = 2**31 - 1
@@ -55,6 +55,13 @@ def check_json_values(root: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(value, list):
             pending.extend((item, depth + 1) for item in value)
     return root
+
+
+Text = Annotated[str, AfterValidator(check_text)]
+"""Text the database can store (valid Unicode, no NUL): use it for every text field of a body."""
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(check_json_values)]
+"""A JSON object the database and the broker carry faithfully (finite numbers, bounded depth)."""
 
 
 class RunSubmission(BaseModel):
@@ -109,7 +116,7 @@ class RerunRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    variables: dict[str, Any] = Field(
+    variables: JsonObject = Field(
         default_factory=dict,
         description="Values to change over the base. At most `max_variables_bytes` as JSON.",
     )
@@ -117,21 +124,11 @@ class RerunRequest(BaseModel):
     dry_run: StrictBool = Field(
         False, description="Answer the version it would make (200), without queuing anything."
     )
-    reason: str = Field(
+    reason: Text = Field(
         "",
         max_length=500,
         description="Why this version is made; stored as the version's `description`.",
     )
-
-    @field_validator("variables")
-    @classmethod
-    def _variables(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return check_json_values(value)
-
-    @field_validator("reason")
-    @classmethod
-    def _reason(cls, value: str) -> str:
-        return check_text(value)
 
 
 class CancelRequest(BaseModel):

@@ -230,7 +230,7 @@ def test_a_page_of_runs_stops_before_its_byte_limit_and_says_where_to_go_on(
 
     page = small_limits.get(RUNS, params={"limit": 7}).json()
 
-    assert 1 <= len(page["items"]) < 7
+    assert 0 < len(page["items"]) < 7
     assert page["next_offset"] == len(page["items"])
     assert page["total"] == 7
     rest = small_limits.get(RUNS, params={"limit": 7, "offset": page["next_offset"]}).json()
