@@ -35,7 +35,7 @@ from rest_api.reruns import (
 )
 from rest_api.resolution import active_rules, as_rule
 from rest_api.search_query import apply_search
-from rest_api.submission import RECORD_ATTEMPTS, _add_with_message, _ensure_instrument, _lost_race
+from rest_api.submission import RECORD_ATTEMPTS, add_with_message, ensure_instrument, lost_race
 
 
 def batch_limit(state: ApiState, caller: Caller) -> tuple[int, str]:
@@ -192,7 +192,7 @@ def _record(
         )
         return plan.item()
     run = new_version(plan, batch.description, who, paused)
-    _add_with_message(session, run)
+    add_with_message(session, run)
     session.add(RerunBatchRun(batch_id=batch.id, run_number=plan.run_number, run_id=run.id))
     return plan.item(run, superseded)
 
@@ -204,7 +204,7 @@ def record_batch(state: ApiState, request: BatchRerunRequest, caller: Caller) ->
     for _ in range(RECORD_ATTEMPTS):
         try:
             with state.database.session() as session:
-                paused = _ensure_instrument(session, request.instrument)
+                paused = ensure_instrument(session, request.instrument)
                 plans = _plans(state, session, request, caller, declared)
                 batch = RerunBatch(
                     instrument=request.instrument,
@@ -239,7 +239,7 @@ def record_batch(state: ApiState, request: BatchRerunRequest, caller: Caller) ->
                     },
                 )
         except (IntegrityError, OperationalError) as error:
-            if not _lost_race(error):
+            if not lost_race(error):
                 raise
             continue  # a concurrent re-run took a version number; plan again
         state.relay.wake()

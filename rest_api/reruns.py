@@ -33,13 +33,13 @@ from rest_api.resolution import (
 from rest_api.schemas import RerunRequest
 from rest_api.submission import (
     RECORD_ATTEMPTS,
-    _add_with_message,
-    _announce,
-    _ensure_instrument,
-    _lost_race,
     _new_run,
+    add_with_message,
+    announce,
     audit_run,
+    ensure_instrument,
     find_versions,
+    lost_race,
 )
 
 REFUSED = "Refused"
@@ -233,16 +233,16 @@ def record_rerun(
     for _ in range(RECORD_ATTEMPTS):
         try:
             with state.database.session() as session:
-                paused = _ensure_instrument(session, instrument)
+                paused = ensure_instrument(session, instrument)
                 plan = _plan_one(state, session, instrument, run_number, request)
                 run = new_version(plan, request.reason, actor.name, paused)
-                _add_with_message(session, run)
+                add_with_message(session, run)
                 details = {"variables": request.variables, "reason": request.reason}
                 audit_run(session, actor, "run.rerun", run, base=request.base, **details)
         except (IntegrityError, OperationalError) as error:
-            if not _lost_race(error):
+            if not lost_race(error):
                 raise
             continue  # another re-run took this version number; take the next
-        _announce(state, run)
+        announce(state, run)
         return run
     raise HTTPException(status_code=409, detail="too many concurrent re-runs of this run; retry")

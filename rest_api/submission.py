@@ -39,7 +39,7 @@ RECORD_ATTEMPTS = 5
 MYSQL_DEADLOCK = 1213
 
 
-def _lost_race(error: Exception) -> bool:
+def lost_race(error: Exception) -> bool:
     """True for the errors a concurrent writer causes: duplicate key, or InnoDB's deadlock."""
     if isinstance(error, IntegrityError):
         return True
@@ -93,7 +93,7 @@ def _first_version(state: ApiState, instrument: str, run_number: int) -> Reducti
         return session.scalar(query)
 
 
-def _ensure_instrument(session: Session, name: str) -> bool:
+def ensure_instrument(session: Session, name: str) -> bool:
     """Create the instrument's row on its first run; True if the instrument is paused."""
     row = session.get(Instrument, name)
     if row is None:
@@ -103,7 +103,7 @@ def _ensure_instrument(session: Session, name: str) -> bool:
     return row.is_paused
 
 
-def _add_with_message(session: Session, run: ReductionRun) -> None:
+def add_with_message(session: Session, run: ReductionRun) -> None:
     """Insert ``run`` and, unless it is already final, its outbox message."""
     session.add(run)
     session.flush()
@@ -146,7 +146,8 @@ def audit_run(
     record_event(session, actor, action, target, instrument=run.instrument, details=details)
 
 
-def _announce(state: ApiState, run: ReductionRun) -> None:
+def announce(state: ApiState, run: ReductionRun) -> None:
+    """Log a recorded run and wake the outbox relay if it has a message to send."""
     logger.info(
         "recorded run %s %d v%d as %s (id %d)",
         run.instrument,
@@ -273,7 +274,7 @@ def record_detected_run(
     for _ in range(RECORD_ATTEMPTS):
         try:
             with state.database.session() as session:
-                paused = _ensure_instrument(session, submission.instrument)
+                paused = ensure_instrument(session, submission.instrument)
                 run = _new_run(
                     {
                         **fields,
@@ -284,16 +285,16 @@ def record_detected_run(
                 )
                 if paused and run.status == RunStatus.QUEUED:
                     run.message = held_message(run.instrument)
-                _add_with_message(session, run)
+                add_with_message(session, run)
                 audit_run(session, actor, "run.submit", run, data_path=run.data_path)
         except (IntegrityError, OperationalError) as error:
-            if not _lost_race(error):
+            if not lost_race(error):
                 raise
             # the same run (or its instrument row) was recorded concurrently
             existing = _first_version(state, submission.instrument, submission.run_number)
             if existing is not None:
                 return _same_run(existing, data_path, submitted_by), False
             continue
-        _announce(state, run)
+        announce(state, run)
         return run, True
     raise HTTPException(status_code=409, detail="the run was being recorded concurrently; retry")
