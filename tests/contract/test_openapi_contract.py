@@ -52,6 +52,7 @@ def contract_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any
         data_dir=root / "data",
         archive={"root": root / "archive"},
         instruments={"GEM": instrument_config("noop"), "WISH": instrument_config("noop")},
+        log_follow_max_s=2.0,  # a generated ?follow=true on a Queued run must not hold the suite
     )
     (root / "archive").mkdir()
     for run_number in (1, 2, 3):
