@@ -23,8 +23,8 @@ from sqlalchemy import func, select
 from autoreduce.db import Database
 from autoreduce.db.models import QueueMessage, ReductionRun, RunOutput
 from autoreduce.messages import DEAD_LETTER_QUEUE
-from tests.e2e.conftest import Facility, start_facility, stop_facility
 from tests.e2e.services import ACTIVEMQ_URL, restart_activemq, restart_mariadb, start_activemq
+from tests.facility import Facility, start_facility, stop_facility
 from tests.polling import wait_for
 
 RUNS = 300

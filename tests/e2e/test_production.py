@@ -13,8 +13,8 @@ import requests
 
 from autoreduce.messages import PENDING_QUEUE
 from autoreduce.transport.stomp import StompTransport
-from tests.e2e.conftest import Facility
 from tests.e2e.services import ACTIVEMQ_URL, start_activemq, stop_activemq
+from tests.facility import Facility
 from tests.polling import wait_for
 
 
