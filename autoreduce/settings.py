@@ -15,7 +15,15 @@ import string
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -241,6 +249,14 @@ class Settings(BaseSettings):
         86_400.0,
         ge=0,
         description="API: stopped or silent processors stay listed this long (seconds).",
+    )
+    session_secret: SecretStr = Field(
+        SecretStr(""),
+        description="Key that signs the web UI's session cookies; empty: a random key kept in "
+        "data_dir/session.key.",
+    )
+    session_max_age_s: float = Field(
+        12 * 3600.0, gt=0, description="How long a web UI sign-in lasts, in seconds."
     )
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     instruments: dict[str, InstrumentConfig] = Field(default_factory=dict)

@@ -37,6 +37,7 @@ from rest_api.routes import (
     system,
     variable_rules,
 )
+from rest_api.web import error_page, install_web, is_page_request
 
 logger = logging.getLogger("autoreduce.api")
 
@@ -165,7 +166,7 @@ def create_app(
         dependencies=[Depends(refuse_unknown_query)],
     )
     app.state.api = state
-    install_problem_handlers(app)
+    install_problem_handlers(app, pages=(is_page_request, error_page))
     for module in (
         runs,
         reruns,
@@ -179,6 +180,7 @@ def create_app(
         audit,
     ):
         app.include_router(module.router)
+    install_web(app, settings)
     app.openapi = problem_openapi(app, every_route=(422, 503))  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app

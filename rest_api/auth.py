@@ -115,8 +115,14 @@ def require_reader(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
 ) -> Caller:
-    """A dependency for reads: any valid token, or nobody when the instance is public."""
+    """A dependency for reads: any valid token, the web UI's signed-in user, or nobody when
+    the instance is public."""
     caller = _verified(state, request, credentials)
+    if caller is not None:
+        return caller
+    from rest_api.web.session import session_user  # the web UI's sign-in reads the API too
+
+    caller = session_user(request)
     if caller is not None:
         return caller
     if state.settings.public_read:

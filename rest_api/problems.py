@@ -10,6 +10,7 @@ the one :class:`Problem` schema with the right media type (FastAPI would declare
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from http import HTTPStatus
@@ -19,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -130,12 +131,33 @@ def _server_fault(request: Request, error: Exception) -> JSONResponse:
     return problem_response(500, "internal server error; the service log has the details")
 
 
-def install_problem_handlers(app: FastAPI) -> None:
-    """Answer every error the app raises as a problem."""
-    app.add_exception_handler(RequestValidationError, _validation_problem)
-    app.add_exception_handler(StarletteHTTPException, _http_problem)
-    app.add_exception_handler(OperationalError, _database_unavailable)
-    app.add_exception_handler(Exception, _server_fault)
+def install_problem_handlers(
+    app: FastAPI,
+    pages: tuple[Callable[[Request], bool], Callable[[Request, int, str], Response]] | None = None,
+) -> None:
+    """Answer every error the app raises as a problem; with ``pages`` (a test of whether a request
+    is a person's page request, and how to render an error page for it), pages get HTML."""
+
+    def handled(
+        handler: Callable[[Request, Exception], JSONResponse],
+    ) -> Callable[[Request, Exception], Response]:
+        def answer(request: Request, error: Exception) -> Response:
+            response = handler(request, error)
+            if pages is None or not pages[0](request):
+                return response
+            body = json.loads(bytes(response.body))
+            page = pages[1](request, response.status_code, str(body.get("detail", "")))
+            for name in ("www-authenticate", "retry-after"):
+                if name in response.headers:
+                    page.headers[name] = response.headers[name]
+            return page
+
+        return answer
+
+    app.add_exception_handler(RequestValidationError, handled(_validation_problem))
+    app.add_exception_handler(StarletteHTTPException, handled(_http_problem))
+    app.add_exception_handler(OperationalError, handled(_database_unavailable))
+    app.add_exception_handler(Exception, handled(_server_fault))
 
 
 def _problem_content(status: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start (or stop) the services autoreduce's tests need, idempotently.
-#   scripts/services.sh start [mariadb|activemq|rabbitmq ...]   (default: all three)
+#   scripts/services.sh start [mariadb|activemq|rabbitmq|chromium ...]   (default: all)
 #   scripts/services.sh stop | status
 # - MariaDB on 127.0.0.1:3306 (started only if the machine does not run it already).
 # - ActiveMQ (Debian package) as the project's own instance in $STATE_DIR/activemq, STOMP on
@@ -226,15 +226,23 @@ status() {
   status_line rabbitmq $RABBITMQ_STOMP_PORT
 }
 
+# --- Chromium (for tests/browser; Playwright drives Debian's build, never a downloaded one) ---
+install_chromium() {
+  if [ -x /usr/bin/chromium ]; then return; fi
+  log "installing Debian's chromium for the browser tests"
+  apt_install chromium
+}
+
 start() {  # services...; all of them when none is named
-  if (($# == 0)); then set -- mariadb activemq rabbitmq; fi
+  if (($# == 0)); then set -- mariadb activemq rabbitmq chromium; fi
   local service
   for service in "$@"; do
     case "$service" in
       mariadb) start_mariadb ;;
       activemq) start_activemq ;;
       rabbitmq) start_rabbitmq ;;
-      *) log "unknown service $service (mariadb, activemq, rabbitmq)"; exit 2 ;;
+      chromium) install_chromium ;;
+      *) log "unknown service $service (mariadb, activemq, rabbitmq, chromium)"; exit 2 ;;
     esac
   done
 }

@@ -47,7 +47,7 @@ def _declarations(state: ApiState, name: str) -> tuple[list[VariableDeclaration]
     ], None
 
 
-def _instrument_items(state: ApiState, session: Session, names: list[str]) -> list[InstrumentItem]:
+def instrument_items(state: ApiState, session: Session, names: list[str]) -> list[InstrumentItem]:
     """The views of ``names`` (configured instruments) with two grouped queries, not N."""
     counts: dict[str, dict[str, int]] = {name: {s.value: 0 for s in RunStatus} for name in names}
     for instrument, status, count in session.execute(
@@ -147,7 +147,7 @@ def list_instruments(
     """The configured instruments the caller may read: plugin, variables with the default a
     new run gets (and where it comes from), run counts per status, paused or not."""
     names = [name for name in sorted(state.settings.instruments) if caller.may_read(name)]
-    return _instrument_items(state, session, names)
+    return instrument_items(state, session, names)
 
 
 @router.patch("/{name}", response_model=InstrumentItem, responses=problems(401, 403, 404, 409, 413))
@@ -167,4 +167,4 @@ def patch_instrument(
     if not patch.paused:
         state.relay.wake()
     with state.database.read_session() as session:
-        return _instrument_items(state, session, [name])[0]
+        return instrument_items(state, session, [name])[0]

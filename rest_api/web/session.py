@@ -1,0 +1,174 @@
+"""Who is looking at a page: signed sessions, the page caller, and CSRF tokens.
+
+Sessions are Starlette's ``SessionMiddleware``: a JSON dict in a cookie signed with
+``itsdangerous`` (HttpOnly, ``SameSite=Lax``, lifetime ``session_max_age_s``).
+:class:`SecureCookies` adds ``Secure`` whenever the request came over HTTPS (directly, or through
+a proxy that uvicorn trusts with ``--proxy-headers``). The signing key is the ``session_secret``
+setting, or a random key kept in ``data_dir/session.key`` (mode 0600) when that is empty.
+
+A signed-in user is stored as ``session["user"]`` (name, role, instruments, source); every page
+reads it through :func:`page_caller`. Forms carry the session's CSRF token (a synchronizer token,
+``session["csrf"]``), checked by :func:`verify_csrf` on every unsafe request to a page route.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from autoreduce.settings import Settings
+from rest_api.auth import ANONYMOUS, Caller
+
+SESSION_COOKIE = "autoreduce_session"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+
+
+class SignInRequired(Exception):
+    """A page needs a signed-in user; answered with a redirect to the sign-in page."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+class CsrfRejected(Exception):
+    """A form came without this session's CSRF token; answered 403."""
+
+
+def session_secret(settings: Settings) -> str:
+    """The key that signs session cookies: the setting, else a random one kept in data_dir."""
+    configured = settings.session_secret.get_secret_value()
+    if configured:
+        return configured
+    path = Path(settings.data_dir) / "session.key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key)
+    return key
+
+
+class SecureCookies:
+    """Mark the session cookie ``Secure`` on responses to HTTPS requests."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("scheme") != "https":
+            await self.app(scope, receive, send)
+            return
+
+        async def secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    (name, _secure(value) if name == b"set-cookie" else value)
+                    for name, value in message.get("headers", [])
+                ]
+            await send(message)
+
+        await self.app(scope, receive, secured)
+
+
+def _secure(cookie: bytes) -> bytes:
+    if cookie.startswith(SESSION_COOKIE.encode()) and b"; secure" not in cookie.lower():
+        return cookie + b"; Secure"
+    return cookie
+
+
+def session_user(request: Request) -> Caller | None:
+    """The signed-in user of this request's session, as a caller; None when nobody is."""
+    user: Any = request.scope.get("session", {}).get("user") if "session" in request.scope else None
+    if not isinstance(user, dict):
+        return None
+    address = request.client.host if request.client else ""
+    return Caller(
+        str(user.get("name", "")),
+        str(user.get("role", "")),
+        tuple(str(name) for name in user.get("instruments", ())),
+        address,
+    )
+
+
+def sign_in(
+    request: Request, name: str, role: str, instruments: tuple[str, ...], source: str
+) -> None:
+    """Start a session for this user (a fresh session: a new CSRF token too)."""
+    request.session.clear()
+    request.session["user"] = {
+        "name": name,
+        "role": role,
+        "instruments": list(instruments),
+        "source": source,
+    }
+    request.session["csrf"] = secrets.token_urlsafe(32)
+
+
+def sign_out(request: Request) -> None:
+    """End the session."""
+    request.session.clear()
+
+
+def page_caller(request: Request) -> Caller:
+    """A dependency for pages: the signed-in user; anonymous on a public instance; else the
+    sign-in page (:class:`SignInRequired`)."""
+    caller = session_user(request)
+    if caller is not None:
+        return caller
+    if request.app.state.api.settings.public_read:
+        return ANONYMOUS
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    raise SignInRequired(target)
+
+
+PageCaller = Annotated[Caller, Depends(page_caller)]
+
+
+def signin_url(next_path: str) -> str:
+    """The sign-in page, returning to ``next_path`` (a local path) afterwards."""
+    return f"/signin?next={quote(local_path(next_path), safe='/')}"
+
+
+def local_path(target: str) -> str:
+    """``target`` if it is a path on this site, else ``/`` (no open redirect)."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def csrf_token(request: Request) -> str:
+    """This session's CSRF token, made on first use."""
+    token = request.session.get("csrf")
+    if not isinstance(token, str) or not token:
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
+
+
+async def verify_csrf(request: Request) -> None:
+    """Refuse an unsafe request whose form field or header does not carry the session's token."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    expected = request.session.get("csrf")
+    sent = request.headers.get(CSRF_HEADER, "")
+    if not sent and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()
+        value = form.get(CSRF_FIELD, "")
+        sent = value if isinstance(value, str) else ""
+    if not isinstance(expected, str) or not expected or not hmac.compare_digest(sent, expected):
+        raise CsrfRejected()
