@@ -65,6 +65,11 @@ bench: install $(VENV)/.bench-installed  ## benchmark tables on real services, ~
 	scripts/services.sh start
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+.PHONY: screenshots
+screenshots: install  ## PNGs of each web UI page from a demo instance, in docs/screenshots
+	scripts/services.sh start chromium
+	$(BIN)/python scripts/screenshots.py docs/screenshots
+
 services:  ## start the services the tests need (idempotent)
 	scripts/services.sh start
 

@@ -234,13 +234,16 @@ def run_demo(
     )
     stop = threading.Event()
     watcher = threading.Thread(target=supervisor.run, kwargs={"until": stop}, daemon=True)
+    click.echo(f"web UI: {api_url}/  (open it: the demo's runs appear there live)")
     click.echo(f"autoreduce demo in {directory} (config {config_path})")
     supervisor.start()
     watcher.start()
     try:
         _wait_for(lambda: _api_healthy(api_url), STARTUP_TIMEOUT_S, "the API")
         _wait_for(lambda: _detector_has_baseline(settings), STARTUP_TIMEOUT_S, "the detector")
-        click.echo(f"API: {api_url}/api/v1/runs   docs: {api_url}/docs   logs: {settings.logs_dir}")
+        click.echo(
+            f"ready. API: {api_url}/api/v1/runs   docs: {api_url}/docs   logs: {settings.logs_dir}"
+        )
         click.echo(f"playing {runs} runs, one every {interval_s:g} s (Ctrl-C stops everything)")
         return _play(player, Monitor(api_url, player), runs, interval_s, exit_when_done, stop)
     except KeyboardInterrupt:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import secrets
-from base64 import b64encode
 from urllib.parse import urlparse
 
-from itsdangerous import TimestampSigner
 from playwright.sync_api import BrowserContext
 
-from rest_api.web.session import SESSION_COOKIE
+from rest_api.web.session import SESSION_COOKIE, encode_session
 from tests.facility import Facility
 
 
@@ -21,8 +18,7 @@ def session_cookie(facility: Facility, name: str, role: str, instruments: tuple[
         "user": {"name": name, "role": role, "instruments": list(instruments), "source": "test"},
         "csrf": secrets.token_urlsafe(32),
     }
-    data = b64encode(json.dumps(payload).encode())
-    return TimestampSigner(key).sign(data).decode()
+    return encode_session(key, payload)
 
 
 def sign_in_as(
