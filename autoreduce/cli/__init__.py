@@ -2,7 +2,9 @@
 
 This package is the only part of ``autoreduce`` that imports the service packages
 (``rest_api``, ``run_detection``, ``queue_processor``), and each subcommand imports its service
-only when it runs, so ``autoreduce --help`` stays quick.
+only when it runs, so ``autoreduce --help`` stays quick. The client commands (``runs``,
+``reruns``, ``failures``, ``instruments``, ``rules``, ``experiments``, ``login``) import none:
+they talk to the API over HTTP (:mod:`autoreduce.cli.client`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,19 @@ from __future__ import annotations
 import click
 
 from autoreduce import __version__
-from autoreduce.cli import config, database, dlq, reduce, services, tokens
+from autoreduce.cli import (
+    config,
+    database,
+    dlq,
+    experiments,
+    instruments,
+    login,
+    reduce,
+    reruns,
+    runs,
+    services,
+    tokens,
+)
 from autoreduce.cli.startup import AutoreduceGroup
 
 
@@ -27,6 +41,14 @@ for command in (
     database.db,
     tokens.token,
     dlq.dlq,
+    # clients of the API (HTTP only)
+    runs.runs,
+    reruns.reruns,
+    experiments.failures,
+    instruments.instruments,
+    instruments.rules,
+    experiments.experiments,
+    login.login,
 ):
     main.add_command(command)
 
