@@ -28,7 +28,12 @@ from autoreduce.cli import (
 from autoreduce.cli.startup import AutoreduceGroup
 
 
-@click.group(cls=AutoreduceGroup)
+@click.group(
+    cls=AutoreduceGroup,
+    epilog="The client commands (runs, reruns, failures, instruments, rules, experiments, "
+    "login) exit 0 done, 1 the API said no (4xx), 2 usage error, 3 the API cannot be reached, "
+    "4 not signed in or not allowed (401/403), 5 the API failed (5xx).",
+)
 @click.version_option(__version__, prog_name="autoreduce")
 def main() -> None:
     """Reduce scientific data the moment an instrument writes it."""
