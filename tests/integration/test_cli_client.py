@@ -313,3 +313,23 @@ def test_login_with_a_refused_token_writes_nothing(site: Site, config_home: Path
 
     assert result.exit_code == 4
     assert not (config_home / "autoreduce" / "client.toml").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["runs", "show", "GEM", "1"],
+        ["runs", "log", "GEM", "1", "--version", "0"],
+        ["runs", "rerun", "GEM", "1", "--dry-run", "--var", "sleep_s=0.03"],
+        ["failures"],
+        ["instruments", "list"],
+        ["rules", "list", "GEM"],
+        ["experiments", "show", EXPERIMENT],
+        ["reruns", "create", "--instrument", "GEM", "--runs", "1", "--dry-run"],
+    ],
+)
+def test_every_read_draws_for_people_without_a_traceback(site: Site, command: list[str]) -> None:
+    result = cli(site, *command)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip()
