@@ -158,8 +158,23 @@ class Settings(BaseSettings):
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite in data_dir.")
     broker_url: str = Field("sql://", description="`sql://` (queue table) or `stomp://...`.")
     outputs: Path | None = Field(None, description="Outputs root; default data_dir/outputs.")
-    api_url: str = Field("http://127.0.0.1:8000", description="Where the detector posts runs.")
-    api_token: str = Field("", description="Bearer token the detector sends (detector role).")
+    api_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Where the detector posts runs, and the API the client commands talk to.",
+    )
+    api_token: str = Field(
+        "",
+        description="Bearer token the detector sends (detector role); the `autoreduce` client "
+        "commands send it too when set (else the user's `autoreduce login`).",
+    )
+    api_client_id: str = Field(
+        "",
+        description="Client commands: an OAuth2 client id; with `api_client_secret` the client "
+        "fetches access tokens from `POST /api/v1/oauth/token` (client credentials grant).",
+    )
+    api_client_secret: str = Field(
+        "", description="Client commands: the OAuth2 client's secret (never printed or logged)."
+    )
     max_attempts: int = Field(
         3, ge=1, description="Attempts at one run (processor deaths, crashes) before it is Error."
     )

@@ -2,7 +2,9 @@
 
 This package is the only part of ``autoreduce`` that imports the service packages
 (``rest_api``, ``run_detection``, ``queue_processor``), and each subcommand imports its service
-only when it runs, so ``autoreduce --help`` stays quick.
+only when it runs, so ``autoreduce --help`` stays quick. The client commands (``runs``,
+``reruns``, ``failures``, ``instruments``, ``rules``, ``experiments``, ``login``) import none:
+they talk to the API over HTTP (:mod:`autoreduce.cli.client`).
 """
 
 from __future__ import annotations
@@ -10,11 +12,28 @@ from __future__ import annotations
 import click
 
 from autoreduce import __version__
-from autoreduce.cli import config, database, dlq, reduce, services, tokens
+from autoreduce.cli import (
+    config,
+    database,
+    dlq,
+    experiments,
+    instruments,
+    login,
+    reduce,
+    reruns,
+    runs,
+    services,
+    tokens,
+)
 from autoreduce.cli.startup import AutoreduceGroup
 
 
-@click.group(cls=AutoreduceGroup)
+@click.group(
+    cls=AutoreduceGroup,
+    epilog="The client commands (runs, reruns, failures, instruments, rules, experiments, "
+    "login) exit 0 done, 1 the API said no (4xx), 2 usage error, 3 the API cannot be reached, "
+    "4 not signed in or not allowed (401/403), 5 the API failed (5xx).",
+)
 @click.version_option(__version__, prog_name="autoreduce")
 def main() -> None:
     """Reduce scientific data the moment an instrument writes it."""
@@ -27,6 +46,14 @@ for command in (
     database.db,
     tokens.token,
     dlq.dlq,
+    # clients of the API (HTTP only)
+    runs.runs,
+    reruns.reruns,
+    experiments.failures,
+    instruments.instruments,
+    instruments.rules,
+    experiments.experiments,
+    login.login,
 ):
     main.add_command(command)
 
