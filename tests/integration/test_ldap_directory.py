@@ -1,0 +1,237 @@
+"""Signing in against a real slapd: right and wrong passwords, injections, groups, outages.
+
+Two ways of finding a user run each test that does not depend on one: a DN template with the
+memberof overlay's ``memberOf`` attribute (``template``), and a search bound as a service
+account with a group search (``search``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autoreduce.ldap_directory import DirectoryUnavailable, DirectoryUser, LdapDirectory
+from autoreduce.settings import LdapSettings
+from tests.slapd import PASSWORDS, Slapd, free_port, start_slapd
+
+MakeDirectory = Callable[..., LdapDirectory]
+
+
+def ldap_settings(server: Slapd, mode: str, **overrides: Any) -> LdapSettings:
+    """Settings for ``server``: alice and dave are scientists, bob an admin; WISH and GEM."""
+    found: dict[str, Any]
+    if mode == "template":
+        found = {"user_dn_template": server.user_dn_template}
+    else:
+        found = {
+            "user_search_base": server.people_dn,
+            "bind_dn": server.service_dn,
+            "bind_password": server.service_password,
+            "group_search_base": server.groups_dn,
+        }
+    options: dict[str, Any] = {
+        "url": server.url,
+        "role_groups": {
+            "admin": server.group_dn("autoreduce-admins"),
+            "scientist": server.group_dn("scientists"),
+        },
+        "instrument_groups": {"WISH": server.group_dn("wish"), "GEM": server.group_dn("gem")},
+        **found,
+        **overrides,
+    }
+    return LdapSettings(**options)
+
+
+@pytest.fixture(params=["template", "search"])
+def make_directory(request: pytest.FixtureRequest, slapd: Slapd) -> MakeDirectory:
+    """``make_directory(**overrides)``: an LdapDirectory on the session's slapd."""
+
+    def build(**overrides: Any) -> LdapDirectory:
+        return LdapDirectory(ldap_settings(slapd, request.param, **overrides))
+
+    return build
+
+
+@pytest.fixture
+def directory(make_directory: MakeDirectory) -> LdapDirectory:
+    return make_directory()
+
+
+def test_right_password_signs_in_with_role_and_instruments_from_groups(
+    directory: LdapDirectory,
+) -> None:
+    user = directory.authenticate("alice", PASSWORDS["alice"])
+
+    assert user == DirectoryUser("alice", "scientist", ("WISH",), "Alice Liddell")
+
+
+def test_member_of_the_admin_group_is_an_admin(directory: LdapDirectory) -> None:
+    user = directory.authenticate("bob", PASSWORDS["bob"])
+
+    assert user == DirectoryUser("bob", "admin", ("GEM",), "Bob Builder")
+
+
+def test_username_in_another_case_gets_the_directorys_spelling(directory: LdapDirectory) -> None:
+    user = directory.authenticate("ALICE", PASSWORDS["alice"])
+
+    assert user is not None and user.name == "alice"
+
+
+def test_group_dns_compare_regardless_of_case_and_spaces(
+    make_directory: MakeDirectory, slapd: Slapd
+) -> None:
+    directory = make_directory(
+        role_groups={"scientist": "CN=Scientists, OU=Groups, DC=example, DC=org"},
+        instrument_groups={"WISH": "cn=WISH ,ou=groups,dc=EXAMPLE,dc=org"},
+    )
+
+    user = directory.authenticate("alice", PASSWORDS["alice"])
+
+    assert user is not None and (user.role, user.instruments) == ("scientist", ("WISH",))
+
+
+def test_wrong_password_is_refused(directory: LdapDirectory) -> None:
+    assert directory.authenticate("alice", PASSWORDS["bob"]) is None
+
+
+def test_unknown_user_is_refused(directory: LdapDirectory) -> None:
+    assert directory.authenticate("mallory", PASSWORDS["alice"]) is None
+
+
+@pytest.mark.parametrize(
+    "username",
+    [
+        "*",
+        "al*",
+        "a*e",
+        ")(uid=*",
+        "alice)(|(uid=*",
+        "*)(uid=*))(|(uid=*",
+        "alice,ou=people,dc=example,dc=org",
+        "uid=alice,ou=people,dc=example,dc=org",
+        "alice\\2a",
+        "alice\x00",
+        " alice",
+        "",
+    ],
+)
+def test_injection_in_the_username_never_signs_in(directory: LdapDirectory, username: str) -> None:
+    assert directory.authenticate(username, PASSWORDS["alice"]) is None
+
+
+def test_empty_password_is_refused_not_taken_as_an_anonymous_bind(
+    directory: LdapDirectory,
+) -> None:
+    assert directory.authenticate("alice", "") is None
+
+
+def test_user_in_no_role_group_is_refused_with_the_reason_logged(
+    directory: LdapDirectory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="autoreduce.ldap_directory")
+
+    assert directory.authenticate("carol", PASSWORDS["carol"]) is None
+    assert "'carol'" in caplog.text and "in no role group" in caplog.text
+
+
+def test_scientist_in_no_instrument_group_is_refused(
+    directory: LdapDirectory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="autoreduce.ldap_directory")
+
+    assert directory.authenticate("dave", PASSWORDS["dave"]) is None
+    assert "no instrument group" in caplog.text
+
+
+def test_admin_in_no_instrument_group_may_act_on_any_instrument(
+    make_directory: MakeDirectory,
+) -> None:
+    directory = make_directory(instrument_groups={})
+
+    user = directory.authenticate("bob", PASSWORDS["bob"])
+
+    assert user is not None and (user.role, user.instruments) == ("admin", ())
+
+
+def test_the_strongest_role_wins(make_directory: MakeDirectory, slapd: Slapd) -> None:
+    # bob is in both groups when the admin group also counts as a scientist group
+    directory = make_directory(
+        role_groups={
+            "scientist": slapd.group_dn("autoreduce-admins"),
+            "admin": slapd.group_dn("autoreduce-admins"),
+        }
+    )
+
+    user = directory.authenticate("bob", PASSWORDS["bob"])
+
+    assert user is not None and user.role == "admin"
+
+
+def test_stopped_server_raises_directory_unavailable(tmp_path: Path) -> None:
+    server = start_slapd(tmp_path / "slapd")
+    directory = LdapDirectory(ldap_settings(server, "template"))
+    assert directory.authenticate("alice", PASSWORDS["alice"]) is not None
+
+    server.stop()
+
+    with pytest.raises(DirectoryUnavailable, match="the directory is unreachable"):
+        directory.authenticate("alice", PASSWORDS["alice"])
+
+
+@pytest.mark.parametrize("mode", ["template", "search"])
+def test_nothing_listening_raises_directory_unavailable(slapd: Slapd, mode: str) -> None:
+    dead = f"ldap://127.0.0.1:{free_port()}"
+    directory = LdapDirectory(ldap_settings(slapd, mode, url=dead))
+
+    with pytest.raises(DirectoryUnavailable, match="unreachable"):
+        directory.authenticate("alice", PASSWORDS["alice"])
+
+
+def test_the_next_server_is_tried_when_the_first_is_down(slapd: Slapd) -> None:
+    urls = f"ldap://127.0.0.1:{free_port()} {slapd.url}"
+    directory = LdapDirectory(ldap_settings(slapd, "search", url=urls))
+
+    user = directory.authenticate("alice", PASSWORDS["alice"])
+
+    assert user is not None and user.role == "scientist"
+
+
+def test_service_account_with_a_wrong_password_makes_the_directory_unavailable(
+    slapd: Slapd,
+) -> None:
+    directory = LdapDirectory(ldap_settings(slapd, "search", bind_password="not-the-password"))
+
+    with pytest.raises(DirectoryUnavailable, match="service account"):
+        directory.authenticate("alice", PASSWORDS["alice"])
+
+
+def test_start_tls_refused_by_a_server_without_tls_makes_it_unavailable(slapd: Slapd) -> None:
+    directory = LdapDirectory(ldap_settings(slapd, "template", start_tls=True))
+
+    with pytest.raises(DirectoryUnavailable):
+        directory.authenticate("alice", PASSWORDS["alice"])
+
+
+def test_no_password_ever_reaches_the_log(
+    slapd: Slapd, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    directory = LdapDirectory(ldap_settings(slapd, "search"))
+    wrong_service = LdapDirectory(ldap_settings(slapd, "search", bind_password="svc-Wrong-9"))
+    down = LdapDirectory(ldap_settings(slapd, "search", url=f"ldap://127.0.0.1:{free_port()}"))
+
+    directory.authenticate("alice", PASSWORDS["alice"])
+    directory.authenticate("alice", "alice-Wrong-7")
+    directory.authenticate("carol", PASSWORDS["carol"])
+    for unusable in (wrong_service, down):
+        with pytest.raises(DirectoryUnavailable) as raised:
+            unusable.authenticate("alice", PASSWORDS["alice"])
+        assert PASSWORDS["alice"] not in str(raised.value)
+
+    assert caplog.records, "the attempts were logged"
+    for secret in (*PASSWORDS.values(), "alice-Wrong-7", "svc-Wrong-9"):
+        assert secret not in caplog.text
