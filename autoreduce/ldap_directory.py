@@ -24,6 +24,7 @@ The steps, each on a connection with the configured timeouts and TLS (``ldaps://
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ldap3 import BASE, NONE, SUBTREE, Connection, Server, Tls
-from ldap3.core.exceptions import LDAPException
+from ldap3.core.exceptions import LDAPCertificateError, LDAPException
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 
@@ -297,5 +298,19 @@ def _bind_refusal(connection: Connection, *, by_template: bool) -> str:
 
 
 def _describe(error: LDAPException) -> str:
+    """One readable line for ``error`` (ldap3 nests the reprs of the errors it wraps)."""
+    if isinstance(error, LDAPCertificateError):
+        return f"the server's certificate does not name {_certificate_host(error)}"
     text = str(error) or type(error).__name__
-    return text if len(text) <= 200 else text[:200] + "…"
+    while wrapped := _WRAPPED.fullmatch(text):
+        text = wrapped.group(2)
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
+_WRAPPED = re.compile(r"\(\s*(['\"])(.*)\1\s*,?\s*\)", re.DOTALL)
+
+
+def _certificate_host(error: LDAPCertificateError) -> str:
+    names = re.search(r"any name in \[(.*?)\]", str(error))
+    return names.group(1).replace("'", "") if names else "the host in the URL"

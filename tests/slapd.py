@@ -19,7 +19,7 @@ import signal
 import socket
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -73,6 +73,13 @@ class Slapd:
     groups_dn: str = GROUPS
     service_dn: str = SERVICE_DN
     service_password: str = PASSWORDS["autoreduce"]
+    ldaps_url: str = ""  # with TLS (start_slapd(tls=True)): ldaps://localhost on a port of its own
+    ca_file: Path | None = None  # the CA that signed the server's certificate
+
+    @property
+    def localhost_url(self) -> str:
+        """:attr:`url` by the name its certificate holds (for StartTLS)."""
+        return self.url.replace("//127.0.0.1:", "//localhost:")
 
     @property
     def user_dn_template(self) -> str:
@@ -99,8 +106,10 @@ class Slapd:
 
     def start(self) -> None:
         """Start slapd on its port and wait until it answers."""
+        ldaps = self.ldaps_url.replace("//localhost:", "//127.0.0.1:")
+        urls = f"{self.url} {ldaps}".strip()
         subprocess.run(
-            [str(slapd_binary()), "-f", str(self.directory / "slapd.conf"), "-h", self.url],
+            [str(slapd_binary()), "-f", str(self.directory / "slapd.conf"), "-h", urls],
             check=True,
             timeout=30,
             capture_output=True,
@@ -129,14 +138,24 @@ def port_open(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def slapd_conf(directory: Path, root_password: str) -> str:
-    """A minimal slapd.conf: the schemas, memberof, one mdb database under ``directory``."""
+def slapd_conf(directory: Path, root_password: str, *, tls: bool = False) -> str:
+    """A minimal slapd.conf: the schemas, memberof, one mdb database under ``directory``.
+
+    With ``tls``, the certificate and key that :func:`write_certificates` made in ``directory``.
+    """
     schemas = "\n".join(
         f"include {SCHEMAS / name}.schema" for name in ("core", "cosine", "nis", "inetorgperson")
     )
+    certificates = (
+        f"TLSCACertificateFile {directory / 'ca.pem'}\n"
+        f"TLSCertificateFile {directory / 'server.pem'}\n"
+        f"TLSCertificateKeyFile {directory / 'server.key'}\n"
+        if tls
+        else ""
+    )
     return f"""\
 {schemas}
-pidfile {directory / "slapd.pid"}
+{certificates}pidfile {directory / "slapd.pid"}
 argsfile {directory / "slapd.args"}
 modulepath {MODULES}
 moduleload back_mdb
@@ -199,13 +218,45 @@ def ensure_slapd_installed() -> None:
     subprocess.run([str(SERVICES), "start", "slapd"], check=True, timeout=600)
 
 
-def start_slapd(directory: Path) -> Slapd:
-    """Configure, start and fill a slapd in ``directory``; the caller stops it."""
+def write_certificates(directory: Path) -> Path:
+    """A throw-away CA and a certificate it signed for ``localhost`` only; the CA's file.
+
+    Only the name: a client that connects to 127.0.0.1 must refuse the certificate.
+    """
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, timeout=60, capture_output=True)
+
+    ca_key, ca, key = directory / "ca.key", directory / "ca.pem", directory / "server.key"
+    request, extensions = directory / "server.csr", directory / "server.ext"
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=autoreduce test CA", "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+            "-keyout", str(key), "-out", str(request))  # fmt: skip
+    extensions.write_text("subjectAltName = DNS:localhost\n")
+    openssl("x509", "-req", "-in", str(request), "-CA", str(ca), "-CAkey", str(ca_key),
+            "-CAcreateserial", "-days", "2", "-extfile", str(extensions),
+            "-out", str(directory / "server.pem"))  # fmt: skip
+    return ca
+
+
+def start_slapd(directory: Path, *, tls: bool = False) -> Slapd:
+    """Configure, start and fill a slapd in ``directory``; the caller stops it.
+
+    With ``tls``, it also listens for ``ldaps://`` and offers StartTLS, with a certificate from a
+    CA of its own (``ca_file``).
+    """
     ensure_slapd_installed()
     (directory / "data").mkdir(parents=True)
     port = free_port()
     server = Slapd(url=f"ldap://127.0.0.1:{port}/", port=port, directory=directory)
-    (directory / "slapd.conf").write_text(slapd_conf(directory, server.root_password))
+    if tls:
+        server = replace(
+            server,
+            ldaps_url=f"ldaps://localhost:{free_port()}/",
+            ca_file=write_certificates(directory),
+        )
+    (directory / "slapd.conf").write_text(slapd_conf(directory, server.root_password, tls=tls))
     server.start()
     try:
         subprocess.run(

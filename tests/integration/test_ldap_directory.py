@@ -8,7 +8,9 @@ account with a group search (``search``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import socket
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -187,8 +189,44 @@ def test_nothing_listening_raises_directory_unavailable(slapd: Slapd, mode: str)
     dead = f"ldap://127.0.0.1:{free_port()}"
     directory = LdapDirectory(ldap_settings(slapd, mode, url=dead))
 
-    with pytest.raises(DirectoryUnavailable, match="unreachable"):
+    with pytest.raises(DirectoryUnavailable, match=r"unreachable.*Connection refused"):
         directory.authenticate("alice", PASSWORDS["alice"])
+
+
+@pytest.mark.parametrize("transport", ["ldaps", "start_tls"])
+def test_a_certificate_for_another_name_is_not_trusted(tls_slapd: Slapd, transport: str) -> None:
+    # the certificate names localhost; the URL names 127.0.0.1
+    url = tls_slapd.ldaps_url if transport == "ldaps" else tls_slapd.localhost_url
+    tls = {"url": url.replace("//localhost:", "//127.0.0.1:"), "ca_file": tls_slapd.ca_file}
+    directory = LdapDirectory(
+        ldap_settings(tls_slapd, "template", start_tls=transport != "ldaps", **tls)
+    )
+
+    with pytest.raises(DirectoryUnavailable, match=r"does not name 127\.0\.0\.1"):
+        directory.authenticate("alice", PASSWORDS["alice"])
+
+
+def test_a_server_that_never_answers_times_out_as_unavailable(slapd: Slapd) -> None:
+    # a listening socket nobody reads: the connection opens, the bind is never answered
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"ldap://127.0.0.1:{silent.getsockname()[1]}"
+        directory = LdapDirectory(ldap_settings(slapd, "template", url=url, receive_timeout_s=1))
+        outcome: list[BaseException | DirectoryUser | None] = []
+
+        def sign_in() -> None:
+            try:
+                outcome.append(directory.authenticate("alice", PASSWORDS["alice"]))
+            except DirectoryUnavailable as error:
+                outcome.append(error)
+
+        attempt = threading.Thread(target=sign_in, daemon=True)
+        attempt.start()
+        attempt.join(timeout=60)
+
+    assert not attempt.is_alive(), "the sign-in waited for ever"
+    assert isinstance(outcome[0], DirectoryUnavailable)
 
 
 def test_the_next_server_is_tried_when_the_first_is_down(slapd: Slapd) -> None:
@@ -213,6 +251,53 @@ def test_start_tls_refused_by_a_server_without_tls_makes_it_unavailable(slapd: S
     directory = LdapDirectory(ldap_settings(slapd, "template", start_tls=True))
 
     with pytest.raises(DirectoryUnavailable):
+        directory.authenticate("alice", PASSWORDS["alice"])
+
+
+@pytest.fixture(scope="module")
+def tls_slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    """A slapd with a certificate from a CA of its own: ldaps:// and StartTLS."""
+    server = start_slapd(tmp_path_factory.mktemp("slapd-tls"), tls=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_ldaps_with_the_servers_ca_signs_in(tls_slapd: Slapd) -> None:
+    settings = ldap_settings(
+        tls_slapd, "search", url=tls_slapd.ldaps_url, ca_file=tls_slapd.ca_file
+    )
+
+    user = LdapDirectory(settings).authenticate("alice", PASSWORDS["alice"])
+
+    assert user is not None and user.role == "scientist"
+
+
+def test_start_tls_with_the_servers_ca_signs_in(tls_slapd: Slapd) -> None:
+    settings = ldap_settings(
+        tls_slapd,
+        "template",
+        url=tls_slapd.localhost_url,
+        start_tls=True,
+        ca_file=tls_slapd.ca_file,
+    )
+
+    user = LdapDirectory(settings).authenticate("bob", PASSWORDS["bob"])
+
+    assert user is not None and user.role == "admin"
+
+
+@pytest.mark.parametrize("transport", ["ldaps", "start_tls"])
+def test_a_certificate_from_an_unknown_ca_is_not_trusted(tls_slapd: Slapd, transport: str) -> None:
+    # the system's CAs (no ca_file) never signed the test CA's certificate
+    if transport == "ldaps":
+        tls: dict[str, Any] = {"url": tls_slapd.ldaps_url}
+    else:
+        tls = {"url": tls_slapd.localhost_url, "start_tls": True}
+    directory = LdapDirectory(ldap_settings(tls_slapd, "template", **tls))
+
+    with pytest.raises(DirectoryUnavailable, match="certificate verify failed"):
         directory.authenticate("alice", PASSWORDS["alice"])
 
 
