@@ -197,6 +197,7 @@ class LdapDirectory:
             connection.search(
                 settings.user_search_base, search_filter, SUBTREE, attributes=[], size_limit=2
             )
+            _check_search(connection, f"the user search under {settings.user_search_base}")
             found = [
                 entry["dn"]
                 for entry in connection.response or ()
@@ -248,6 +249,7 @@ class LdapDirectory:
             return {normalise_dn(group) for group in _values(entry.get("memberOf"))}
         search_filter = f"({settings.group_member_attribute}={escape_filter_chars(dn)})"
         connection.search(settings.group_search_base, search_filter, SUBTREE, attributes=[])
+        _check_search(connection, f"the group search under {settings.group_search_base}")
         return {
             normalise_dn(found["dn"])
             for found in connection.response or ()
@@ -275,6 +277,14 @@ class LdapDirectory:
             ", ".join(instruments) or "any",
         )
         return DirectoryUser(name, role, instruments, display_name)
+
+
+def _check_search(connection: Connection, what: str) -> None:
+    """Raise :class:`_DirectoryUnusable` unless the last search succeeded (a wrong base DN
+    must not look like "no such user" or "in no group")."""
+    description = (connection.result or {}).get("description", "")
+    if description not in ("success", "sizeLimitExceeded"):
+        raise _DirectoryUnusable(f"{what} failed ({description or 'no answer'})")
 
 
 def _values(value: Any) -> Iterable[str]:

@@ -247,6 +247,18 @@ def test_service_account_with_a_wrong_password_makes_the_directory_unavailable(
         directory.authenticate("alice", PASSWORDS["alice"])
 
 
+@pytest.mark.parametrize("base", ["user_search_base", "group_search_base"])
+def test_a_search_base_that_does_not_exist_is_a_configuration_error_not_no_such_user(
+    slapd: Slapd, base: str
+) -> None:
+    directory = LdapDirectory(
+        ldap_settings(slapd, "search", **{base: "ou=nowhere,dc=example,dc=org"})
+    )
+
+    with pytest.raises(DirectoryUnavailable, match=r"search under ou=nowhere.*noSuchObject"):
+        directory.authenticate("alice", PASSWORDS["alice"])
+
+
 def test_start_tls_refused_by_a_server_without_tls_makes_it_unavailable(slapd: Slapd) -> None:
     directory = LdapDirectory(ldap_settings(slapd, "template", start_tls=True))
 
