@@ -1,6 +1,6 @@
 """Say what is wrong with a configuration, one line per problem, with the key and the file.
 
-Refused: a key of the TOML file that is not a setting (top level, ``[archive]``,
+Refused: a key of the TOML file that is not a setting (top level, ``[archive]``, ``[ldap]``,
 ``[instruments.NAME]``), a bad value, a template placeholder an instrument template may not use,
 an instrument without ``lastruns`` or ``data``, and (where plugins are loaded: ``autoreduce config
 check`` and each service's start) a plugin that is not installed or instrument variables it does
@@ -22,6 +22,7 @@ from autoreduce.settings import (
     CONFIG_ENV,
     ArchiveSettings,
     InstrumentConfig,
+    LdapSettings,
     Settings,
     did_you_mean,
 )
@@ -29,7 +30,7 @@ from autoreduce.variables import VariableError, resolve_variables
 
 ENV_PREFIX = "AUTOREDUCE_"
 NOT_SETTINGS_ENV_PREFIXES = ("AUTOREDUCE_TEST_",)  # the test suite's own variables
-_TABLES: dict[str, type[Any]] = {"archive": ArchiveSettings}
+_TABLES: dict[str, type[Any]] = {"archive": ArchiveSettings, "ldap": LdapSettings}
 
 
 def _unknown(key: str, known: list[str], where: str) -> str:
@@ -101,7 +102,7 @@ def settings_problems(
 def environment_warnings(environ: Mapping[str, str]) -> list[str]:
     """``AUTOREDUCE_*`` variables that are not settings (they are ignored)."""
     known = [CONFIG_ENV] + [ENV_PREFIX + name.upper() for name in Settings.model_fields]
-    nested = {ENV_PREFIX + name.upper() + "__" for name in ("archive", "instruments")}
+    nested = {ENV_PREFIX + name.upper() + "__" for name in ("archive", "ldap", "instruments")}
     warnings = []
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name.startswith(NOT_SETTINGS_ENV_PREFIXES):

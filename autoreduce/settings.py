@@ -144,6 +144,142 @@ class InstrumentConfig(BaseModel):
         return value
 
 
+LDAP_URL = re.compile(r"^ldaps?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?/?$", re.I)
+LDAP_ROLES = ("admin", "scientist")
+"""The roles an LDAP group may grant, strongest first (a member of both is an admin)."""
+
+
+class LdapSettings(BaseModel):
+    """Signing in against an LDAP directory (``[ldap]`` in the TOML); ``url`` empty: LDAP off.
+
+    The user's DN comes from ``user_dn_template``, or else from a search under
+    ``user_search_base`` with ``user_filter`` (bound as ``bind_dn`` when one is set). Their groups
+    come from their ``memberOf`` attribute, or, when ``group_search_base`` is set, from a search
+    for groups whose ``member`` holds their DN; ``role_groups`` and ``instrument_groups`` map
+    group DNs to a role and to instruments.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        default="",
+        description="`ldap://host[:port]` or `ldaps://host[:port]`; several separated by spaces "
+        "are tried in turn; empty: LDAP sign-in is off.",
+    )
+    start_tls: bool = Field(
+        default=False, description="Upgrade an `ldap://` connection with StartTLS."
+    )
+    ca_file: Path | None = Field(
+        default=None,
+        description="CA certificates (PEM) the server's certificate is checked against; "
+        "default: the system's.",
+    )
+    connect_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="Connecting, in seconds."
+    )
+    receive_timeout_s: int = Field(
+        default=10,
+        ge=1,
+        le=120,
+        description="Waiting for one answer of the server, in whole seconds (ldap3 sets it on "
+        "the socket as an integer).",
+    )
+    user_dn_template: str = Field(
+        default="",
+        description="The user's DN with `{username}`, e.g. `uid={username},ou=people,dc=x,dc=org`; "
+        "empty: search for it instead.",
+    )
+    user_search_base: str = Field(default="", description="Where to search for the user's entry.")
+    user_filter: str = Field(
+        default="(uid={username})", description="The search filter; `{username}` is escaped."
+    )
+    bind_dn: str = Field(
+        default="",
+        description="Service account the user search binds as; empty: an anonymous search.",
+    )
+    bind_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="The service account's password (a secret: never logged).",
+    )
+    group_search_base: str = Field(
+        default="",
+        description="Where to search for groups whose `member` holds the user's DN; empty: "
+        "read the user's `memberOf` attribute (memberof overlay, Active Directory).",
+    )
+    group_member_attribute: str = Field(
+        default="member", description="The group attribute holding member DNs (group search only)."
+    )
+    username_attribute: str = Field(
+        default="uid",
+        description="The attribute holding the username as the directory spells it "
+        "(`sAMAccountName` on Active Directory).",
+    )
+    display_name_attribute: str = Field(
+        default="displayName", description="The attribute shown as the user's name (else `cn`)."
+    )
+    role_groups: dict[str, str] = Field(
+        default_factory=dict,
+        description="Role (`admin`, `scientist`) → group DN; a user in none is not signed in.",
+    )
+    instrument_groups: dict[str, str] = Field(
+        default_factory=dict, description="Instrument → group DN whose members may act on it."
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url.strip())
+
+    @field_validator("url")
+    @classmethod
+    def _ldap_urls(cls, value: str) -> str:
+        for url in value.split():
+            if not LDAP_URL.match(url):
+                raise ValueError(
+                    f"LDAP URL {url!r} must be ldap://host[:port] or ldaps://host[:port]"
+                )
+        return value
+
+    @field_validator("user_dn_template", "user_filter")
+    @classmethod
+    def _username_placeholder(cls, value: str, info: ValidationInfo) -> str:
+        if value and "{username}" not in value:
+            raise ValueError(f"{info.field_name} {value!r} must contain {{username}}")
+        return value
+
+    @field_validator("role_groups")
+    @classmethod
+    def _known_roles(cls, value: dict[str, str]) -> dict[str, str]:
+        for role in value:
+            if role not in LDAP_ROLES:
+                raise ValueError(
+                    f"role {role!r} cannot come from LDAP; roles: {', '.join(LDAP_ROLES)}"
+                )
+        return value
+
+    @field_validator("instrument_groups")
+    @classmethod
+    def _instrument_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not INSTRUMENT_NAME.match(name):
+                raise ValueError(
+                    f"instrument name {name!r} must be upper case letters, digits or _ "
+                    "(at most 32 characters)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> LdapSettings:
+        if not self.enabled:
+            return self
+        if not self.user_dn_template and not self.user_search_base:
+            raise ValueError("ldap needs user_dn_template or user_search_base to find a user")
+        if not self.role_groups:
+            raise ValueError("ldap needs role_groups: without them nobody may sign in")
+        if self.start_tls and any(u.lower().startswith("ldaps:") for u in self.url.split()):
+            raise ValueError("start_tls is for ldap:// URLs; an ldaps:// URL is TLS already")
+        return self
+
+
 class Settings(BaseSettings):
     """Every setting, its environment variable (``AUTOREDUCE_<NAME>``) and its default."""
 
@@ -274,6 +410,9 @@ class Settings(BaseSettings):
         12 * 3600.0, gt=0, description="How long a web UI sign-in lasts, in seconds."
     )
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    ldap: LdapSettings = Field(
+        default_factory=LdapSettings, description="Signing in against an LDAP directory."
+    )
     instruments: dict[str, InstrumentConfig] = Field(default_factory=dict)
 
     @classmethod

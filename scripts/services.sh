@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Start (or stop) the services autoreduce's tests need, idempotently.
-#   scripts/services.sh start [mariadb|activemq|rabbitmq|chromium ...]   (default: all)
+#   scripts/services.sh start [mariadb|activemq|rabbitmq|slapd|chromium ...]   (default: all)
 #   scripts/services.sh stop | status
 # - MariaDB on 127.0.0.1:3306 (started only if the machine does not run it already).
 # - ActiveMQ (Debian package) as the project's own instance in $STATE_DIR/activemq, STOMP on
 #   127.0.0.1:61613; its broker jar runs in the background and its PID is recorded.
 # - RabbitMQ's STOMP plugin on 127.0.0.1:61614 (the machine runs RabbitMQ; 61613 is ActiveMQ's).
+# - OpenLDAP's slapd and ldap-utils, installed but neither configured nor started: each LDAP test
+#   session starts its own slapd on a free port in a temporary directory (tests/slapd.py).
 # Each daemon this script starts is recorded by PID in $STATE_DIR (default
 # /var/tmp/autoreduce-services, shared by every checkout) and `stop` stops only those
 # (never the machine's own RabbitMQ or MariaDB). A second `start` changes nothing.
@@ -196,6 +198,20 @@ start_rabbitmq() {
   log "RabbitMQ STOMP answers on 127.0.0.1:$RABBITMQ_STOMP_PORT"
 }
 
+# --- OpenLDAP slapd (installed only) ------------------------------------------------------------
+start_slapd() {
+  if [ -x /usr/sbin/slapd ] && command -v ldapadd >/dev/null; then
+    log "slapd and ldap-utils are installed (the LDAP tests start their own slapd)"; return
+  fi
+  log "installing slapd and ldap-utils (unconfigured: the tests write their own slapd.conf)"
+  # no_configuration: the package creates no database, no admin password and starts nothing.
+  echo 'slapd slapd/no_configuration boolean true' | debconf-set-selections
+  if ((APT_UPDATED == 0)); then apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slapd ldap-utils \
+    >/dev/null
+  [ -x /usr/sbin/slapd ] || { log "slapd did not install"; return 1; }
+}
+
 # --- stop / status ------------------------------------------------------------------------------
 stop_pidfile() {  # name: TERM the recorded process and wait for it to exit
   local file="$STATE_DIR/$1.pid"
@@ -234,15 +250,16 @@ install_chromium() {
 }
 
 start() {  # services...; all of them when none is named
-  if (($# == 0)); then set -- mariadb activemq rabbitmq chromium; fi
+  if (($# == 0)); then set -- mariadb activemq rabbitmq slapd chromium; fi
   local service
   for service in "$@"; do
     case "$service" in
       mariadb) start_mariadb ;;
       activemq) start_activemq ;;
       rabbitmq) start_rabbitmq ;;
+      slapd) start_slapd ;;
       chromium) install_chromium ;;
-      *) log "unknown service $service (mariadb, activemq, rabbitmq, chromium)"; exit 2 ;;
+      *) log "unknown service $service (mariadb, activemq, rabbitmq, slapd, chromium)"; exit 2 ;;
     esac
   done
 }
@@ -256,5 +273,5 @@ case "$command" in
     for service in "$@"; do stop_pidfile "$service"; done ;;
   status) status ;;
   pid) running_pid "${1:?which service}" ;;  # the PID of a service this script started
-  *) echo "usage: $0 start [mariadb|activemq|rabbitmq ...] | stop [service ...] | status | pid SERVICE" >&2; exit 2 ;;
+  *) echo "usage: $0 start [mariadb|activemq|rabbitmq|slapd ...] | stop [service ...] | status | pid SERVICE" >&2; exit 2 ;;
 esac

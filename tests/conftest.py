@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from autoreduce.db import Database
 from autoreduce.settings import Settings
 
-pytest_plugins = ["tests.api_client"]
+pytest_plugins = ["tests.api_client", "tests.slapd"]
 
 MYSQL_SERVER = os.environ.get("AUTOREDUCE_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306")
 
