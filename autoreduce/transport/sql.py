@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, select, update
 
 from autoreduce.db import Database
 from autoreduce.db.models import QueueMessage, utcnow
-from autoreduce.transport.common import Delivery, Transport, TransportError
+from autoreduce.transport.common import Delivery, QueueDepth, Transport, TransportError
 
 MIN_IDLE_WAIT_S = 0.005
 
@@ -145,6 +145,14 @@ class SqlTransport(Transport):
 
     def _close(self) -> None:
         self._closed.set()
+
+    def _queue_depth(self, queue: str) -> QueueDepth:
+        in_queue = QueueMessage.queue == queue
+        held = and_(in_queue, QueueMessage.claimed_by != "", QueueMessage.visible_at > utcnow())
+        with self.database.session() as session:
+            total = session.scalar(select(func.count()).select_from(QueueMessage).where(in_queue))
+            in_flight = session.scalar(select(func.count()).select_from(QueueMessage).where(held))
+        return QueueDepth(int(total or 0), in_flight=int(in_flight or 0))
 
     def depth(self, queue: str) -> int:
         """How many messages ``queue`` holds, claimed or not."""
