@@ -38,7 +38,7 @@ from tests.polling import wait_for
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
-    """GEM and WISH (``noop``), fast heartbeats, so a drain is seen within a fraction of a second."""
+    """GEM and WISH (``noop``); heartbeats fast enough that a drain is seen at once."""
     return make_settings(
         GEM="noop",
         WISH="noop",
