@@ -127,8 +127,8 @@ class SqlTransport(Transport):
             return [_delivery(row, claim=False) for row in session.scalars(query)]
 
     def _take(self, queue: str, message_id: str, timeout_s: float) -> Delivery | None:
-        if not message_id.isdigit():
-            return None
+        if not (message_id.isascii() and message_id.isdigit() and len(message_id) <= 18):
+            return None  # not an id of this table (and "²".isdigit() is True)
         return self._claim(queue, int(message_id))
 
     def _purge(self, queue: str) -> int:

@@ -187,3 +187,12 @@ def test_queue_status_is_the_same_report_as_the_command(
     ]
     assert status["outbox"] == {"unsent": 0, "oldest_unsent_at": None, "held": []}
     assert status["runs"]["queued"] == 1
+
+
+@pytest.mark.parametrize("letter_id", ["²", "9" * 40, "ID:host-1:2:3"])
+def test_an_id_that_no_queue_could_hold_is_a_404_not_a_crash(
+    app_client: TestClient, admin: dict[str, str], letter_id: str
+) -> None:
+    response = app_client.delete(f"{LETTERS}/{letter_id}", headers=admin)
+
+    assert response.status_code == 404
