@@ -40,7 +40,8 @@ def _describe_run(body: str) -> str:
         return "?"
 
 
-def _dead_letter(delivery: Delivery) -> DeadLetter:
+def dead_letter_of(delivery: Delivery) -> DeadLetter:
+    """The dead letter a delivery of the dead-letter queue is."""
     return DeadLetter(
         message_id=delivery.message_id,
         run=_describe_run(delivery.body),
@@ -52,13 +53,13 @@ def _dead_letter(delivery: Delivery) -> DeadLetter:
 
 
 def list_dead_letters(transport: Transport, limit: int = 100) -> list[DeadLetter]:
-    return [_dead_letter(d) for d in transport.browse(DEAD_LETTER_QUEUE, limit)]
+    return [dead_letter_of(d) for d in transport.browse(DEAD_LETTER_QUEUE, limit)]
 
 
 def find_dead_letter(transport: Transport, message_id: str) -> DeadLetter | None:
     for delivery in transport.browse(DEAD_LETTER_QUEUE, limit=10_000):
         if delivery.message_id == message_id:
-            return _dead_letter(delivery)
+            return dead_letter_of(delivery)
     return None
 
 
@@ -67,12 +68,21 @@ def replay(transport: Transport, message_id: str) -> DeadLetter | None:
     delivery = transport.take(DEAD_LETTER_QUEUE, message_id)
     if delivery is None:
         return None
-    letter = _dead_letter(delivery)
+    letter = dead_letter_of(delivery)
     headers = {k: v for k, v in delivery.headers.items() if k not in (REASON_HEADER, ORIGIN_HEADER)}
     headers["x-replayed-from-dlq"] = "true"
     transport.send(letter.original_queue, delivery.body, headers)
     transport.ack(delivery)
     return letter
+
+
+def purge_one(transport: Transport, message_id: str) -> DeadLetter | None:
+    """Delete one dead letter for good; None if there is no such message."""
+    delivery = transport.take(DEAD_LETTER_QUEUE, message_id)
+    if delivery is None:
+        return None
+    transport.ack(delivery)
+    return dead_letter_of(delivery)
 
 
 def run_id_of(letter: DeadLetter) -> int | None:

@@ -4,6 +4,11 @@ The heartbeat runs on its own thread, never on the thread that waits for a reduc
 reduction neither looks dead to the API nor lets its message's visibility lapse. Each beat also
 looks (one primary-key read) whether cancelling the run in hand was asked for; the launcher's
 wait loop asks :meth:`Heartbeat.cancel_requested`, which reads memory only.
+
+The same row carries a drain request (``autoreduce processors drain ID``): each beat reads it, and
+the worker asks :meth:`Heartbeat.drain_requested` afresh before it claims a run, so a processor
+takes no run once the request is committed. A processor that starts clears its row's request:
+starting a processor again is the operator's way of putting it back to work.
 """
 
 from __future__ import annotations
@@ -34,10 +39,17 @@ class Heartbeat:
         self.started_at: datetime = utcnow()
         self._current: tuple[int, Delivery] | None = None
         self._cancel_seen_for: int | None = None  # the run in hand, once a cancel was asked
+        self._draining = False  # the last drain request seen (by a beat or a fresh read)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
 
     def start(self) -> None:
+        with self.database.session() as session:  # a drain of an earlier life is withdrawn
+            session.execute(
+                update(ProcessorHeartbeat)
+                .where(ProcessorHeartbeat.id == self.processor_id)
+                .values(drain_requested_at=None, drain_requested_by="", drained_at=None)
+            )
         self.beat()
         self._thread.start()
 
@@ -49,6 +61,35 @@ class Heartbeat:
         """True once a beat has seen a request to cancel run ``run_id`` (read from memory)."""
         return self._cancel_seen_for == run_id
 
+    @property
+    def draining(self) -> bool:
+        """True once a drain request was seen, until it is withdrawn (read from memory)."""
+        return self._draining
+
+    def drain_requested(self) -> bool:
+        """Read this processor's drain request afresh (one primary-key read)."""
+        with self.database.read_session() as session:
+            requested = session.scalar(
+                select(ProcessorHeartbeat.drain_requested_at).where(
+                    ProcessorHeartbeat.id == self.processor_id
+                )
+            )
+        self._draining = requested is not None
+        return self._draining
+
+    def mark_drained(self) -> None:
+        """Record that this processor, drained, now idles with no run in hand."""
+        with self.database.session() as session:
+            session.execute(
+                update(ProcessorHeartbeat)
+                .where(
+                    ProcessorHeartbeat.id == self.processor_id,
+                    ProcessorHeartbeat.drain_requested_at.is_not(None),
+                    ProcessorHeartbeat.drained_at.is_(None),
+                )
+                .values(drained_at=utcnow())
+            )
+
     def beat(self) -> None:
         current = self._current
         with self.database.session() as session:
@@ -56,6 +97,14 @@ class Heartbeat:
                 select(ReductionRun.cancel_requested_at).where(ReductionRun.id == current[0])
             ):
                 self._cancel_seen_for = current[0]
+            self._draining = (
+                session.scalar(
+                    select(ProcessorHeartbeat.drain_requested_at).where(
+                        ProcessorHeartbeat.id == self.processor_id
+                    )
+                )
+                is not None
+            )
             session.merge(
                 ProcessorHeartbeat(
                     id=self.processor_id,

@@ -120,6 +120,9 @@ class QueueProcessor:
         logger.info("processor %s consuming %s", self.processor_id, PENDING_QUEUE)
         try:
             while not self._stop.is_set():
+                if self.heartbeat.draining:
+                    self._idle_while_drained()
+                    continue
                 self.process_next(RECEIVE_WAIT_S)
         finally:
             self.launcher.close()
@@ -137,6 +140,13 @@ class QueueProcessor:
             return False
         if delivery is None:
             return False
+        if self._drain_requested():
+            logger.info("drain requested: the delivery goes back to the queue untouched")
+            try:
+                self.transport.release(delivery)
+            except Exception as error:  # then the broker's own redelivery brings it back
+                logger.warning("could not release the delivery: %s", error)
+            return True
         try:
             self.handle(delivery)
         except Exception:
@@ -148,6 +158,30 @@ class QueueProcessor:
                 logger.warning("could not release the delivery: %s", error)
             self._stop.wait(ERROR_BACKOFF_S)
         return True
+
+    def _drain_requested(self) -> bool:
+        """Asked afresh before each claim, so no run is taken once a drain is committed."""
+        try:
+            return self.heartbeat.drain_requested()
+        except Exception as error:  # the claim that follows meets the same outage and says so
+            logger.warning("cannot read the drain request: %s: %s", type(error).__name__, error)
+            return False
+
+    def _idle_while_drained(self) -> None:
+        """Drained: no run in hand, none taken; idle (heartbeat on) until resumed or stopped.
+
+        The processor stays up rather than exiting, so a supervisor that restarts whatever
+        exits (``autoreduce up``, systemd's ``Restart=always``) does not undo the drain.
+        """
+        logger.info("processor %s drained: idle until resumed or stopped", self.processor_id)
+        try:
+            self.heartbeat.mark_drained()
+        except Exception as error:
+            logger.warning("cannot record the drained state: %s: %s", type(error).__name__, error)
+        while self.heartbeat.draining and not self._stop.is_set():
+            self._stop.wait(min(RECEIVE_WAIT_S, self.settings.heartbeat_interval_s))
+        if not self._stop.is_set():
+            logger.info("processor %s resumed: taking runs again", self.processor_id)
 
     def handle(self, delivery: Delivery) -> None:
         try:

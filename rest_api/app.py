@@ -32,6 +32,7 @@ from rest_api.routes import (
     instruments,
     logs,
     outputs,
+    queue,
     reruns,
     runs,
     system,
@@ -177,6 +178,7 @@ def create_app(
         variable_rules,
         outputs,
         system,
+        queue,
         audit,
     ):
         app.include_router(module.router)

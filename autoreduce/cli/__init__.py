@@ -19,6 +19,7 @@ from autoreduce.cli import (
     experiments,
     instruments,
     login,
+    queue_ops,
     reduce,
     reruns,
     runs,
@@ -39,6 +40,8 @@ def main() -> None:
     """Reduce scientific data the moment an instrument writes it."""
 
 
+runs.runs.add_command(queue_ops.requeue)  # `runs requeue --stuck`: on the database, not the API
+
 for command in (
     *services.COMMANDS,
     reduce.reduce,
@@ -54,6 +57,9 @@ for command in (
     instruments.rules,
     experiments.experiments,
     login.login,
+    # operators' tools on the database and the broker
+    queue_ops.queue,
+    queue_ops.processors,
 ):
     main.add_command(command)
 

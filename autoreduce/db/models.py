@@ -311,6 +311,14 @@ class ProcessorHeartbeat(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     current_run_id: Mapped[int | None] = mapped_column(Integer)
     stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # ``autoreduce processors drain ID``: finish the run in hand, then take no new ones (idle)
+    drain_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    drain_requested_by: Mapped[str] = mapped_column(
+        String(100), nullable=False, default="", server_default=""
+    )
+    drained_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime
+    )  # when the processor, drained, went idle with no run in hand
 
 
 class AuditEvent(Base):

@@ -7,7 +7,7 @@ the service's own database; ``stomp://`` (ActiveMQ, RabbitMQ's STOMP plugin) is 
 from __future__ import annotations
 
 from autoreduce.settings import Settings
-from autoreduce.transport.common import Delivery, Transport, TransportError
+from autoreduce.transport.common import Delivery, QueueDepth, Transport, TransportError
 
 
 def open_transport(settings: Settings, *, consumer: str = "") -> Transport:
@@ -41,4 +41,4 @@ def open_transport(settings: Settings, *, consumer: str = "") -> Transport:
     raise TransportError(f"unknown broker URL scheme {scheme!r}: use sql:// or stomp://")
 
 
-__all__ = ["Delivery", "Transport", "TransportError", "open_transport"]
+__all__ = ["Delivery", "QueueDepth", "Transport", "TransportError", "open_transport"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from autoreduce.messages import DEAD_LETTER_QUEUE
@@ -23,6 +24,20 @@ class Delivery:
     redelivered: bool = False
     handle: Any = None  # what the backend needs to ack or release this delivery
     message_id: str = ""  # the broker's id of the message, stable across deliveries
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """How many messages a queue holds, as far as the broker lets us see.
+
+    ``messages`` is None when the broker cannot tell (``note`` says why); ``exact`` is False when
+    the count is a lower bound or leaves some messages out (``note`` says which).
+    """
+
+    messages: int | None
+    in_flight: int | None = None  # delivered to a consumer and not yet acked
+    exact: bool = True
+    note: str = ""
 
 
 class Transport(abc.ABC):
@@ -53,6 +68,7 @@ class Transport(abc.ABC):
         headers = dict(delivery.headers)
         headers["x-dead-letter-reason"] = reason[:1000]
         headers["x-original-queue"] = delivery.queue
+        headers["x-dead-lettered-at"] = datetime.now(UTC).isoformat(timespec="milliseconds")
         self._send(DEAD_LETTER_QUEUE, delivery.body, headers)
         self._ack(delivery)
 
@@ -63,6 +79,10 @@ class Transport(abc.ABC):
     def take(self, queue: str, message_id: str, timeout_s: float = 5.0) -> Delivery | None:
         """Receive the message ``message_id`` of ``queue`` (to ack or release), or None."""
         return self._take(queue, message_id, timeout_s)
+
+    def queue_depth(self, queue: str) -> QueueDepth:
+        """How many messages ``queue`` holds, or why that cannot be known."""
+        return self._queue_depth(queue)
 
     def purge(self, queue: str) -> int:
         """Remove every message of ``queue``; how many there were."""
@@ -105,6 +125,9 @@ class Transport(abc.ABC):
 
     def _extend(self, delivery: Delivery) -> None:
         return None
+
+    def _queue_depth(self, queue: str) -> QueueDepth:
+        return QueueDepth(None, exact=False, note="this broker does not tell queue depths")
 
     def _check(self) -> None:
         return None

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, select, update
 
 from autoreduce.db import Database
 from autoreduce.db.models import QueueMessage, utcnow
-from autoreduce.transport.common import Delivery, Transport, TransportError
+from autoreduce.transport.common import Delivery, QueueDepth, Transport, TransportError
 
 MIN_IDLE_WAIT_S = 0.005
 
@@ -127,8 +127,8 @@ class SqlTransport(Transport):
             return [_delivery(row, claim=False) for row in session.scalars(query)]
 
     def _take(self, queue: str, message_id: str, timeout_s: float) -> Delivery | None:
-        if not message_id.isdigit():
-            return None
+        if not (message_id.isascii() and message_id.isdigit() and len(message_id) <= 18):
+            return None  # not an id of this table (and "²".isdigit() is True)
         return self._claim(queue, int(message_id))
 
     def _purge(self, queue: str) -> int:
@@ -145,6 +145,14 @@ class SqlTransport(Transport):
 
     def _close(self) -> None:
         self._closed.set()
+
+    def _queue_depth(self, queue: str) -> QueueDepth:
+        in_queue = QueueMessage.queue == queue
+        held = and_(in_queue, QueueMessage.claimed_by != "", QueueMessage.visible_at > utcnow())
+        with self.database.session() as session:
+            total = session.scalar(select(func.count()).select_from(QueueMessage).where(in_queue))
+            in_flight = session.scalar(select(func.count()).select_from(QueueMessage).where(held))
+        return QueueDepth(int(total or 0), in_flight=int(in_flight or 0))
 
     def depth(self, queue: str) -> int:
         """How many messages ``queue`` holds, claimed or not."""

@@ -29,6 +29,9 @@ How each verb maps onto the brokers:
 - **take**: ActiveMQ receives the one message through a selector on a separate connection.
   RabbitMQ has no selectors: a separate connection consumes until it finds the message and holds
   the others unacked until the taken one is acked or released, then disconnects so they return.
+- **queue_depth**: ActiveMQ counts by browsing (up to ``DEPTH_BROWSE_LIMIT``; messages a consumer
+  holds or the scheduler delays are not seen); RabbitMQ tells depths only through its management
+  API, so the depth is unknown there, with that reason.
 - **purge** consumes with automatic ack on a separate connection until the queue stays quiet for
   ``PURGE_IDLE_S``; messages held unacked by other consumers survive it.
 - **Connection loss**: ``on_disconnected`` only marks the connection dead. The next verb tears it
@@ -52,7 +55,7 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from autoreduce.transport.common import Delivery, Transport, TransportError
+from autoreduce.transport.common import Delivery, QueueDepth, Transport, TransportError
 from autoreduce.transport.stomp_link import StompLink
 from autoreduce.transport.stomp_url import parse_stomp_url
 
@@ -89,6 +92,7 @@ CONNECT_TIMEOUT_S = 10.0
 RECONNECT_BACKOFF_MAX_S = 5.0
 LINK_CHECK_S = 0.5  # how often a waiting receive looks whether its connection died
 PURGE_IDLE_S = 0.5  # purge, RabbitMQ browse and take stop after this long without a message
+DEPTH_BROWSE_LIMIT = 10_000  # ActiveMQ's depth is counted by browsing at most this many
 
 
 @dataclass(frozen=True)
@@ -370,6 +374,25 @@ class StompTransport(Transport):
             return inbox.get(timeout=timeout_s)
         except local_queue.Empty:
             return None
+
+    def _queue_depth(self, queue: str) -> QueueDepth:
+        link = self._open_side_link()
+        try:
+            if link.broker != "activemq":
+                return QueueDepth(
+                    None,
+                    exact=False,
+                    note=f"{link.broker} tells queue depths only through its management API, "
+                    "which autoreduce does not use; browsing over STOMP would mark every "
+                    "message redelivered",
+                )
+            frames = self._browse_activemq(link, self._destination(queue), DEPTH_BROWSE_LIMIT)
+        finally:
+            link.close()
+        note = "counted by browsing: messages held by a consumer or scheduled for later are not"
+        if len(frames) >= DEPTH_BROWSE_LIMIT:
+            note = f"at least {DEPTH_BROWSE_LIMIT} (browsing stops there); {note}"
+        return QueueDepth(len(frames), exact=False, note=note)
 
     def _purge(self, queue: str) -> int:
         link = self._open_side_link()
