@@ -98,8 +98,8 @@ async def form_fields(request: Request) -> FormData:
 def _basic_credentials(header: str) -> tuple[str, str]:
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic":
-        raise OAuthFailure(
-            401, "invalid_client", "authenticate the client with HTTP Basic, not " + repr(scheme)
+        raise OAuthFailure(  # the header is never echoed: it may hold a secret
+            401, "invalid_client", "authenticate the client with HTTP Basic, not another scheme"
         )
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")

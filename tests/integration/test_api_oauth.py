@@ -244,6 +244,7 @@ def test_api_tokens_keep_working_beside_access_tokens(
         ("Basic", "not HTTP Basic"),
         ("Bearer ar_something", "authenticate the client with HTTP Basic"),
         ("Digest x", "authenticate the client with HTTP Basic"),
+        ("ars_a-secret-sent-bare", "authenticate the client with HTTP Basic"),
     ],
 )
 def test_a_malformed_authorization_header_is_invalid_client(
@@ -252,6 +253,8 @@ def test_a_malformed_authorization_header_is_invalid_client(
     response = app_client.post(TOKEN_URL, data=GRANT, headers={"Authorization": authorization})
 
     assert reason in assert_oauth_error(response, 401, "invalid_client")["error_description"]
+    sent = authorization.split(" ", 1)[-1]  # what may be a credential: never echoed
+    assert len(sent) <= 8 or sent not in response.text
 
 
 def test_a_wrong_secret_or_an_unknown_client_is_invalid_client_and_never_echoed(
