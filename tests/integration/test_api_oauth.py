@@ -163,16 +163,13 @@ def test_a_token_is_refused_once_it_has_expired(
 ) -> None:
     token = token_for(app_client, new_client("detector", "GEM"))
 
-    refused = wait_for(
-        lambda: (
-            (r := app_client.post(RUNS, json=run_body(2), headers=bearer(token))).status_code == 401
-            and r
-        ),
-        timeout_s=10,
-        what="the access token to expire",
-    )
+    def refused() -> Response | None:
+        response = app_client.post(RUNS, json=run_body(2), headers=bearer(token))
+        return response if response.status_code == 401 else None
 
-    assert_invalid_token(refused, "expired")
+    response = wait_for(refused, timeout_s=10, what="the access token to expire")
+
+    assert_invalid_token(response, "expired")
 
 
 def test_revoking_a_client_refuses_its_tokens_at_once_and_its_next_request(
