@@ -35,6 +35,7 @@ from autoreduce.paths import UnsafePathError, confine, safe_component
 
 INSTRUMENT_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
 CONFIG_ENV = "AUTOREDUCE_CONFIG"
+MIN_SIGNING_KEY_CHARS = 32  # HS256 wants a key of at least 256 bits
 DEFAULT_CONFIG = Path("autoreduce.toml")
 
 # The placeholders each instrument template may use, and values to try a template with (so a
@@ -409,6 +410,26 @@ class Settings(BaseSettings):
     session_max_age_s: float = Field(
         12 * 3600.0, gt=0, description="How long a web UI sign-in lasts, in seconds."
     )
+    oauth_signing_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="API: secrets (at least 32 characters each) that sign and verify OAuth2 "
+        "access tokens; the first signs, every one verifies, so a rotation lists the new key "
+        "first and keeps the old one until its tokens have expired. Empty: a key generated "
+        "once and kept in data_dir/oauth-signing-key (mode 0600).",
+    )
+    oauth_audience: str = Field(
+        "autoreduce",
+        min_length=1,
+        description="API: the `aud` of the access tokens this instance issues and accepts.",
+    )
+    oauth_issuer: str = Field(
+        "autoreduce",
+        min_length=1,
+        description="API: the `iss` of the access tokens this instance issues and accepts.",
+    )
+    oauth_token_ttl_s: int = Field(
+        3600, ge=1, le=86_400, description="API: an access token is valid this many seconds."
+    )
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     ldap: LdapSettings = Field(
         default_factory=LdapSettings, description="Signing in against an LDAP directory."
@@ -438,6 +459,17 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"instrument name {name!r} must be upper case letters, digits or _ "
                     "(at most 32 characters)"
+                )
+        return value
+
+    @field_validator("oauth_signing_keys")
+    @classmethod
+    def _long_signing_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for position, key in enumerate(value, start=1):
+            if len(key.get_secret_value()) < MIN_SIGNING_KEY_CHARS:
+                raise ValueError(
+                    f"signing key {position} is shorter than {MIN_SIGNING_KEY_CHARS} characters "
+                    "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
                 )
         return value
 

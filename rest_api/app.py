@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from autoreduce import __version__
+from autoreduce.access_tokens import AccessTokens
 from autoreduce.db import Database
 from autoreduce.outbox import OutboxRelay
 from autoreduce.plugin_manager import Plugins
@@ -31,6 +32,7 @@ from rest_api.routes import (
     failures,
     instruments,
     logs,
+    oauth,
     outputs,
     queue,
     reruns,
@@ -113,10 +115,12 @@ def _declared_query(route: APIRoute) -> frozenset[str]:
 
 API_DESCRIPTION = """Runs detected, queued, reduced; re-runs with changed variables.
 
-Reads need a bearer token of any role (`autoreduce token create`) unless the instance sets
-`public_read`; writes need a token of the role each route names. A token limited to some
-instruments sees only their runs. Every error is an RFC 9457 problem
-(`application/problem+json`) with a one-line `detail`; a 422 adds `errors`, one per field.
+Reads need a bearer token of any role unless the instance sets `public_read`; writes need a token
+of the role each route names. A bearer token is an API token (`autoreduce token create`) or an
+OAuth2 access token that a client of `autoreduce client create` obtains from
+`POST /api/v1/oauth/token`. A token limited to some instruments sees only their runs. Every error
+is an RFC 9457 problem (`application/problem+json`) with a one-line `detail`, except the token
+endpoint's, which take OAuth's shape; a 422 adds `errors`, one per field.
 Unknown query parameters and body fields are refused. Bodies over `max_request_bytes` are 413."""
 
 
@@ -144,6 +148,7 @@ def create_app(
         database=database,
         transport=transport,
         relay=OutboxRelay(database, transport),
+        access_tokens=AccessTokens.from_settings(settings),
         injected_plugins=plugins,
         owns_database=owns_database,
         owns_transport=owns_transport,
@@ -180,6 +185,7 @@ def create_app(
         system,
         queue,
         audit,
+        oauth,
     ):
         app.include_router(module.router)
     install_web(app, settings)

@@ -6,6 +6,12 @@ Writes need a token of the right role (:func:`require_role`); reads need a token
 credential is never silently ignored); a token whose role or instrument list does not allow the
 action → 403. A token limited to some instruments reads only those instruments' runs. Tokens are
 never logged.
+
+A bearer credential shaped like a JWT is an OAuth2 access token
+(:mod:`autoreduce.access_tokens`): its signature, expiry, audience and issuer are checked, then
+its client's row, so that revoking a client refuses its tokens at once. Any failure is 401 with
+``WWW-Authenticate: Bearer error="invalid_token"``. The caller is ``client:<name>``, with the
+role and instruments of the client's row.
 """
 
 from __future__ import annotations
@@ -17,12 +23,19 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from autoreduce.access_tokens import InvalidAccessToken, looks_like_jwt
 from autoreduce.audit import Actor
+from autoreduce.oauth_clients import live_client
 from autoreduce.tokens import verify_token
 from rest_api.dependencies import ApiState, StateDep
 
-_bearer = HTTPBearer(auto_error=False, description="An API token: `autoreduce token create`.")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An API token (`autoreduce token create`) or an OAuth2 access token "
+    "(`POST /api/v1/oauth/token`).",
+)
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+_INVALID_TOKEN = {"WWW-Authenticate": 'Bearer error="invalid_token"'}  # RFC 6750 §3.1
 
 
 @dataclass(frozen=True)
@@ -71,13 +84,32 @@ def _verified(
     """The token's caller; None without a token; 401 for an unknown or revoked one."""
     if credentials is None or not credentials.credentials:
         return None
+    address = request.client.host if request.client else ""
+    if looks_like_jwt(credentials.credentials):
+        return _client_caller(state, credentials.credentials, address)
     token = verify_token(state.database, credentials.credentials)
     if token is None:
         raise HTTPException(
             status_code=401, detail="the token is unknown or revoked", headers=_CHALLENGE
         )
-    address = request.client.host if request.client else ""
     return Caller(token.name, token.role, tuple(token.instruments or ()), address)
+
+
+def _client_caller(state: ApiState, access_token: str, address: str) -> Caller:
+    """The caller of an OAuth2 access token, from its client's row; 401 if it is not valid."""
+    try:
+        claims = state.access_tokens.verify(access_token)
+    except InvalidAccessToken as error:
+        raise HTTPException(status_code=401, detail=str(error), headers=_INVALID_TOKEN) from None
+    with state.database.read_session() as session:
+        client = live_client(session, claims.client_id)
+        if client is None:
+            raise HTTPException(
+                status_code=401,
+                detail="the client of this access token is revoked or unknown",
+                headers=_INVALID_TOKEN,
+            )
+        return Caller(f"client:{client.name}", client.role, tuple(client.instruments), address)
 
 
 def _missing_token() -> HTTPException:

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
+from autoreduce.access_tokens import AccessTokens
 from autoreduce.db import Database
 from autoreduce.metadata_reader import IsolatedMetadataReader
 from autoreduce.outbox import OutboxRelay
@@ -27,6 +28,7 @@ class ApiState:
     database: Database
     transport: Transport
     relay: OutboxRelay
+    access_tokens: AccessTokens  # OAuth2 access tokens: issued and verified with these keys
     injected_plugins: Plugins | None = None
     owns_database: bool = False
     owns_transport: bool = False

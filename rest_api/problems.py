@@ -30,6 +30,8 @@ from autoreduce.state_machine import one_line
 logger = logging.getLogger("autoreduce.api")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+OWN_ERROR_SHAPE = "x-own-error-shape"
+"""A key of a route's ``responses`` entry: this error answer is not a problem (OAuth's errors)."""
 DESCRIPTIONS = {
     400: "The request is malformed (bad search syntax, bad JSON).",
     401: "No credentials, or unknown, expired or revoked ones.",
@@ -191,6 +193,8 @@ def problem_openapi(app: FastAPI, *, every_route: tuple[int, ...]) -> Callable[[
                 for status in every_route:
                     responses.setdefault(str(status), {})
                 for status in list(responses):
+                    if responses[status].pop(OWN_ERROR_SHAPE, False):
+                        continue
                     if status[0] in "45":
                         responses[status] = _problem_content(status)
         app.openapi_schema = document

@@ -13,6 +13,7 @@ import click
 
 from autoreduce import __version__
 from autoreduce.cli import (
+    clients,
     config,
     database,
     dlq,
@@ -48,6 +49,7 @@ for command in (
     config.config,
     database.db,
     tokens.token,
+    clients.client,
     dlq.dlq,
     # clients of the API (HTTP only)
     runs.runs,

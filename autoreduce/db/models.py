@@ -299,6 +299,26 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class OAuthClient(Base):
+    """A machine client (OAuth2 client credentials); only the SHA-256 of its secret is stored."""
+
+    __tablename__ = "oauth_clients"
+    __table_args__ = (
+        UniqueConstraint("client_id", name="uq_oauth_clients_client_id"),
+        UniqueConstraint("name", name="uq_oauth_clients_name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    instruments: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+    created_by: Mapped[str] = mapped_column(String(100), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
 class ProcessorHeartbeat(Base):
     """A queue processor's last sign of life and what it is doing."""
 

@@ -395,6 +395,10 @@ def test_an_instrument_scoped_token_sees_only_its_instruments(
 # --- F8: the API says what it does ----------------------------------------------------------------
 
 
+OAUTH_ERRORS = {("/api/v1/oauth/token", "400"), ("/api/v1/oauth/token", "401")}
+"""The token endpoint's own errors take OAuth's shape (RFC 6749 §5.2): OAuth clients expect it."""
+
+
 def test_every_error_of_every_operation_is_declared_as_a_problem(app_client: TestClient) -> None:
     document = app_client.get("/openapi.json").json()
 
@@ -404,7 +408,8 @@ def test_every_error_of_every_operation_is_declared_as_a_problem(app_client: Tes
             errors = {code: r for code, r in operation["responses"].items() if code[0] in "45"}
             assert "422" in errors, (method, path)
             for code, declared in errors.items():
-                assert list(declared["content"]) == [PROBLEM], (method, path, code)
+                media_type = "application/json" if (path, code) in OAUTH_ERRORS else PROBLEM
+                assert list(declared["content"]) == [media_type], (method, path, code)
 
 
 def test_writes_declare_their_auth_and_conflict_answers(app_client: TestClient) -> None:
