@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from autoreduce.db import Database
 from autoreduce.metadata_reader import IsolatedMetadataReader
 from autoreduce.outbox import OutboxRelay
+from autoreduce.plugin_approvals import PluginGate
 from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.settings import InstrumentConfig, Settings
 from autoreduce.transport import Transport
@@ -27,6 +28,7 @@ class ApiState:
     database: Database
     transport: Transport
     relay: OutboxRelay
+    plugin_gate: PluginGate = field(default_factory=lambda: PluginGate(None, {}))
     injected_plugins: Plugins | None = None
     owns_database: bool = False
     owns_transport: bool = False

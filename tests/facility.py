@@ -144,6 +144,8 @@ def start_facility(
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOREDUCE_")}
     env["AUTOREDUCE_CONFIG"] = str(config)
     facility.log_path = root / "up.log"
+    approve = [sys.executable, "-m", "autoreduce", "plugins", "approve", "--builtin"]
+    subprocess.run(approve, env=env, check=True, capture_output=True, timeout=120)
     command = [sys.executable, "-m", "autoreduce", "up", "--port", str(port)]
     command += ["--processors", str(processors)]
     with open(facility.log_path, "wb") as log:

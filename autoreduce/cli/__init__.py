@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from autoreduce import __version__
-from autoreduce.cli import config, database, dlq, reduce, services, tokens
+from autoreduce.cli import config, database, dlq, plugins, reduce, services, tokens
 from autoreduce.cli.startup import AutoreduceGroup
 
 
@@ -27,6 +27,7 @@ for command in (
     database.db,
     tokens.token,
     dlq.dlq,
+    plugins.plugins,
 ):
     main.add_command(command)
 
