@@ -5,7 +5,10 @@ guarantees); this relay moves unsent outbox rows to the broker in id order, so r
 instrument reach the queue in the order they were recorded. A row is marked ``sent_at`` only
 after the transport accepted it: a broker outage delays runs, it never loses one. A crash between
 the send and the mark publishes that message twice, which the processors tolerate (every run
-transition is conditional). Rows of paused instruments are held until the instrument resumes.
+transition is conditional). Rows of paused instruments are held until the instrument resumes;
+rows of instruments whose plugin (as installed here) is not approved are held until it is, and
+rows a processor handed back for its own unapproved release until that release is approved
+(:mod:`autoreduce.plugin_approvals`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from sqlalchemy import select, update
 
 from autoreduce.db import Database
 from autoreduce.db.models import Instrument, OutboxMessage, utcnow
+from autoreduce.plugin_approvals import PluginGate, approved_held_rows, mark_held_runs
 from autoreduce.state_machine import one_line
 from autoreduce.transport import Transport
 
@@ -30,7 +34,8 @@ class OutboxRelay:
     """Publish unsent outbox rows through ``transport``.
 
     ``batch_size`` rows are read per pass; with nothing to do the loop sleeps up to
-    ``idle_wait_s`` seconds or until :meth:`wake` is called.
+    ``idle_wait_s`` seconds or until :meth:`wake` is called. ``gate`` says which instruments'
+    plugins are not approved here (none without it).
     """
 
     def __init__(
@@ -40,6 +45,7 @@ class OutboxRelay:
         *,
         batch_size: int = 100,
         idle_wait_s: float = 0.5,
+        gate: PluginGate | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -47,6 +53,8 @@ class OutboxRelay:
         self.transport = transport
         self.batch_size = batch_size
         self.idle_wait_s = idle_wait_s
+        self.gate = gate
+        self._blocked_seen: dict[str, str] = {}
         self._wake = threading.Event()
 
     def wake(self) -> None:
@@ -55,14 +63,25 @@ class OutboxRelay:
 
     def _next_batch(self) -> list[OutboxMessage]:
         paused = select(Instrument.name).where(Instrument.is_paused.is_(True))
-        query = (
-            select(OutboxMessage)
-            .where(OutboxMessage.sent_at.is_(None), OutboxMessage.instrument.not_in(paused))
-            .order_by(OutboxMessage.id)
-            .limit(self.batch_size)
-        )
         with self.database.read_session() as session:
-            return list(session.scalars(query).all())
+            blocked = self.gate.blocked(session) if self.gate is not None else {}
+            query = (
+                select(OutboxMessage)
+                .where(
+                    OutboxMessage.sent_at.is_(None),
+                    OutboxMessage.instrument.not_in(paused),
+                    OutboxMessage.instrument.not_in(list(blocked)),
+                    approved_held_rows(),
+                )
+                .order_by(OutboxMessage.id)
+                .limit(self.batch_size)
+            )
+            batch = list(session.scalars(query).all())
+        if blocked != self._blocked_seen:  # a verdict or the installed plugins changed
+            with self.database.session() as session:
+                mark_held_runs(session, blocked)
+            self._blocked_seen = blocked
+        return batch
 
     def _mark_sent(self, message_id: int) -> None:
         with self.database.session() as session:

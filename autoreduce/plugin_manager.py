@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
 from typing import Any
@@ -16,6 +17,26 @@ ENTRY_POINT_GROUP = "autoreduce.plugins"
 
 class UnknownPlugin(LookupError):
     """An instrument names a plugin that no installed package provides."""
+
+
+@dataclass(frozen=True)
+class PluginRelease:
+    """A plugin as installed here: its entry-point name, distribution and version.
+
+    A plugin registered in-process (a pluggy manager built by the caller, as tests do) has no
+    distribution: ``distribution`` and ``version`` are empty.
+    """
+
+    name: str
+    distribution: str
+    version: str
+
+    @property
+    def from_entry_point(self) -> bool:
+        return bool(self.distribution)
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}" if self.version else self.name
 
 
 class Plugins:
@@ -40,6 +61,18 @@ class Plugins:
             )
         others = [p for p in self.manager.get_plugins() if p is not target]
         return self.manager.subset_hook_caller(hook, remove_plugins=others)
+
+    def releases(self) -> list[PluginRelease]:
+        """Every registered plugin with the distribution and version it was installed from."""
+        found = {
+            self.manager.get_name(plugin): (str(dist.project_name), str(dist.version))
+            for plugin, dist in self.manager.list_plugin_distinfo()
+        }
+        return [PluginRelease(name, *found.get(name, ("", ""))) for name in self.names()]
+
+    def release(self, plugin_name: str) -> PluginRelease | None:
+        """``plugin_name`` as installed here; None when no such plugin is registered."""
+        return next((r for r in self.releases() if r.name == plugin_name), None)
 
     def package_of(self, plugin_name: str) -> str:
         """The top-level package of the code behind ``plugin_name`` (``plugins`` for

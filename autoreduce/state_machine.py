@@ -81,12 +81,23 @@ def one_line(text: str, limit: int = 1000) -> str:
 
 
 HELD_PREFIX = "held: "
-"""How the ``message`` of a Queued run that is held back (its instrument paused) begins."""
+"""How the ``message`` of a Queued run that is held back (its instrument paused, or its plugin
+not approved) begins."""
+
+PLUGIN_HELD_PREFIX = f"{HELD_PREFIX}plugin "
+"""How the ``message`` of a Queued run held because its plugin is not approved begins."""
 
 
 def held_message(instrument: str) -> str:
     """The ``message`` of a Queued run held because its instrument is paused."""
     return f"{HELD_PREFIX}instrument {instrument} is paused; the run is reduced when it resumes"
+
+
+def plugin_held_message(plugin: str, version: str, state: str) -> str:
+    """The ``message`` of a Queued run held because ``plugin`` at ``version`` is not approved
+    (``state`` is ``pending`` or ``revoked``)."""
+    described = "pending approval" if state == "pending" else state
+    return f"{PLUGIN_HELD_PREFIX}{plugin} {version} is {described}".replace("  ", " ")
 
 
 def cancelled_message(by: str, at: datetime, reason: str) -> str:

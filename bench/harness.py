@@ -114,9 +114,15 @@ def _drop_database(server: Engine, name: str, timeout_s: float = 60.0) -> None:
 
 
 def _migrate(url: str) -> None:
+    """Create the schema and approve the built-in plugins the benchmarks reduce with."""
+    from autoreduce.audit import Actor
+    from autoreduce.plugin_approvals import approve_builtin
+    from autoreduce.plugin_manager import installed_plugins
+
     database = Database(url)
     try:
         database.upgrade()
+        approve_builtin(database, installed_plugins(), Actor("bench", "operator"))
     finally:
         database.dispose()
 

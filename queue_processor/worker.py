@@ -25,10 +25,12 @@ from autoreduce.failures import ErrorCategory, classify
 from autoreduce.messages import PENDING_QUEUE, InvalidMessage, parse_run_message
 from autoreduce.paths import UnsafePathError
 from autoreduce.plugin import ReductionResult, RunInfo
+from autoreduce.plugin_approvals import PluginGate
 from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.provenance import ProcessorProvenance
 from autoreduce.settings import Settings
 from autoreduce.transport import Delivery, Transport, open_transport
+from queue_processor.approval import hold_unapproved
 from queue_processor.cancel import CancelRequest, cancel_request
 from queue_processor.claim import Claim, Decision, claim_run
 from queue_processor.heartbeat import Heartbeat
@@ -97,6 +99,9 @@ class QueueProcessor:
         )
         self.transport = transport or open_transport(settings, consumer=self.processor_id)
         self.plugins = plugins or installed_plugins()
+        self.plugin_gate = PluginGate(
+            self.plugins, {name: config.plugin for name, config in settings.instruments.items()}
+        )
         self.heartbeat = Heartbeat(
             self.database, self.transport, self.processor_id, settings.heartbeat_interval_s
         )
@@ -189,6 +194,10 @@ class QueueProcessor:
         except InvalidMessage as error:
             logger.error("dead-lettering a message: %s", error.reason)
             self.transport.dead_letter(delivery, error.reason)
+            return
+        if held := hold_unapproved(self.database, self.plugin_gate, message):
+            logger.warning("run id %s %s; message back in the outbox", message.run_id, held)
+            self.transport.ack(delivery)
             return
         claim = claim_run(
             self.database,

@@ -18,7 +18,8 @@ from autoreduce import __version__
 from autoreduce.access_tokens import AccessTokens
 from autoreduce.db import Database
 from autoreduce.outbox import OutboxRelay
-from autoreduce.plugin_manager import Plugins
+from autoreduce.plugin_approvals import PluginGate
+from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.settings import Settings
 from autoreduce.state_machine import one_line
 from autoreduce.transport import Transport, open_transport
@@ -40,6 +41,7 @@ from rest_api.routes import (
     system,
     variable_rules,
 )
+from rest_api.routes import plugins as plugin_routes
 from rest_api.web import error_page, install_web, is_page_request
 
 logger = logging.getLogger("autoreduce.api")
@@ -52,6 +54,17 @@ def _start_metadata_reader(state: ApiState) -> None:
         state.metadata_reader.start()
     except Exception as error:  # reads then start it themselves, or record empty metadata
         logger.error("cannot start the metadata reader: %s", one_line(str(error), 300))
+
+
+def _plugin_gate(settings: Settings, injected: Plugins | None) -> PluginGate:
+    """The gate of the plugins this API serves; an empty one if they cannot be loaded (their
+    runs are then recorded in Error by resolution, never held)."""
+    try:
+        loaded = injected or installed_plugins()
+    except Exception as error:
+        logger.error("cannot load the plugins: %s", one_line(str(error), 300))
+        loaded = None
+    return PluginGate(loaded, {name: c.plugin for name, c in settings.instruments.items()})
 
 
 def _start(state: ApiState, relay: bool) -> None:
@@ -143,12 +156,14 @@ def create_app(
     if transport is None:
         consumer = f"rest-api@{socket.gethostname()}:{os.getpid()}"
         transport = open_transport(settings, consumer=consumer)
+    gate = _plugin_gate(settings, plugins)
     state = ApiState(
         settings=settings,
         database=database,
         transport=transport,
-        relay=OutboxRelay(database, transport),
+        relay=OutboxRelay(database, transport, gate=gate),
         access_tokens=AccessTokens.from_settings(settings),
+        plugin_gate=gate,
         injected_plugins=plugins,
         owns_database=owns_database,
         owns_transport=owns_transport,
@@ -186,6 +201,7 @@ def create_app(
         queue,
         audit,
         oauth,
+        plugin_routes,
     ):
         app.include_router(module.router)
     install_web(app, settings)

@@ -35,7 +35,13 @@ from rest_api.reruns import (
 )
 from rest_api.resolution import active_rules, as_rule
 from rest_api.search_query import apply_search
-from rest_api.submission import RECORD_ATTEMPTS, add_with_message, ensure_instrument, lost_race
+from rest_api.submission import (
+    RECORD_ATTEMPTS,
+    add_with_message,
+    ensure_instrument,
+    hold_reason,
+    lost_race,
+)
 
 
 def batch_limit(state: ApiState, caller: Caller) -> tuple[int, str]:
@@ -174,7 +180,7 @@ def preview_batch(state: ApiState, request: BatchRerunRequest, caller: Caller) -
 
 
 def _record(
-    session: Session, batch: RerunBatch, plan: RerunPlan, who: str, paused: bool
+    session: Session, batch: RerunBatch, plan: RerunPlan, who: str, held: str
 ) -> RerunPlanItem:
     superseded = _superseded(plan)
     if superseded is not None and not transition(
@@ -191,7 +197,7 @@ def _record(
             RerunBatchRun(batch_id=batch.id, run_number=plan.run_number, refused=plan.refused)
         )
         return plan.item()
-    run = new_version(plan, batch.description, who, paused)
+    run = new_version(plan, batch.description, who, held)
     add_with_message(session, run)
     session.add(RerunBatchRun(batch_id=batch.id, run_number=plan.run_number, run_id=run.id))
     return plan.item(run, superseded)
@@ -205,6 +211,7 @@ def record_batch(state: ApiState, request: BatchRerunRequest, caller: Caller) ->
         try:
             with state.database.session() as session:
                 paused = ensure_instrument(session, request.instrument)
+                held = hold_reason(state, session, request.instrument, paused)
                 plans = _plans(state, session, request, caller, declared)
                 batch = RerunBatch(
                     instrument=request.instrument,
@@ -220,7 +227,7 @@ def record_batch(state: ApiState, request: BatchRerunRequest, caller: Caller) ->
                 )
                 session.add(batch)
                 session.flush()
-                items = [_record(session, batch, plan, caller.name, paused) for plan in plans]
+                items = [_record(session, batch, plan, caller.name, held) for plan in plans]
                 made = [item.run_number for item in items if item.run_version is not None]
                 record_event(
                     session,

@@ -14,6 +14,7 @@ from autoreduce.access_tokens import AccessTokens
 from autoreduce.db import Database
 from autoreduce.metadata_reader import IsolatedMetadataReader
 from autoreduce.outbox import OutboxRelay
+from autoreduce.plugin_approvals import PluginGate
 from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.settings import InstrumentConfig, Settings
 from autoreduce.transport import Transport
@@ -29,6 +30,7 @@ class ApiState:
     transport: Transport
     relay: OutboxRelay
     access_tokens: AccessTokens  # OAuth2 access tokens: issued and verified with these keys
+    plugin_gate: PluginGate = field(default_factory=lambda: PluginGate(None, {}))
     injected_plugins: Plugins | None = None
     owns_database: bool = False
     owns_transport: bool = False

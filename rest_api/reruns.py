@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from autoreduce.audit import Actor
 from autoreduce.db.models import ReductionRun, RunStatus
 from autoreduce.plugin import Variable
-from autoreduce.state_machine import held_message, one_line
+from autoreduce.state_machine import one_line
 from autoreduce.variable_rules import BaseVersion, Rule, check_rule_values, differences
 from autoreduce.variables import VariableError
 from rest_api.dependencies import ApiState
@@ -39,6 +39,7 @@ from rest_api.submission import (
     audit_run,
     ensure_instrument,
     find_versions,
+    hold_reason,
     lost_race,
 )
 
@@ -168,8 +169,9 @@ def plan_rerun(
     return plan
 
 
-def new_version(plan: RerunPlan, description: str, submitted_by: str, paused: bool) -> ReductionRun:
-    """The row of the planned version (not yet added to a session)."""
+def new_version(plan: RerunPlan, description: str, submitted_by: str, held: str) -> ReductionRun:
+    """The row of the planned version (not yet added to a session); ``held`` is why it waits
+    (:func:`rest_api.submission.hold_reason`), or ""."""
     first = plan.versions[0]
     assert plan.derived_from is not None
     return _new_run(
@@ -178,7 +180,7 @@ def new_version(plan: RerunPlan, description: str, submitted_by: str, paused: bo
             "run_number": first.run_number,
             "run_version": plan.new_version,
             "status": RunStatus.QUEUED.value,
-            "message": held_message(first.instrument) if paused else "",
+            "message": held,
             "experiment_ref": first.experiment_ref,
             "title": first.title,
             "data_path": first.data_path,
@@ -234,8 +236,9 @@ def record_rerun(
         try:
             with state.database.session() as session:
                 paused = ensure_instrument(session, instrument)
+                held = hold_reason(state, session, instrument, paused)
                 plan = _plan_one(state, session, instrument, run_number, request)
-                run = new_version(plan, request.reason, actor.name, paused)
+                run = new_version(plan, request.reason, actor.name, held)
                 add_with_message(session, run)
                 details = {"variables": request.variables, "reason": request.reason}
                 audit_run(session, actor, "run.rerun", run, base=request.base, **details)

@@ -103,6 +103,13 @@ def ensure_instrument(session: Session, name: str) -> bool:
     return row.is_paused
 
 
+def hold_reason(state: ApiState, session: Session, instrument: str, paused: bool) -> str:
+    """The ``message`` a new Queued run of ``instrument`` starts with: why it is held, or ""."""
+    if paused:
+        return held_message(instrument)
+    return state.plugin_gate.held_message(session, instrument)
+
+
 def add_with_message(session: Session, run: ReductionRun) -> None:
     """Insert ``run`` and, unless it is already final, its outbox message."""
     session.add(run)
@@ -283,8 +290,8 @@ def record_detected_run(
                         "submitted_by": submitted_by,
                     }
                 )
-                if paused and run.status == RunStatus.QUEUED:
-                    run.message = held_message(run.instrument)
+                if run.status == RunStatus.QUEUED:
+                    run.message = hold_reason(state, session, run.instrument, paused)
                 add_with_message(session, run)
                 audit_run(session, actor, "run.submit", run, data_path=run.data_path)
         except (IntegrityError, OperationalError) as error:

@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+from autoreduce.audit import Actor
 from autoreduce.db import Database
+from autoreduce.plugin_approvals import approve_builtin
+from autoreduce.plugin_manager import installed_plugins
 from autoreduce.settings import Settings
 
 pytest_plugins = ["tests.api_client", "tests.slapd"]
@@ -59,13 +62,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+def approve_builtin_plugins(database: Database) -> None:
+    """Approve the built-in plugins at their installed version, as an operator would with
+    ``autoreduce plugins approve --builtin`` (a plugin runs only once approved)."""
+    approve_builtin(database, installed_plugins(), Actor("tests", "operator"))
+
+
 @pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    """A migrated database (SQLite and MariaDB)."""
+def unapproved_database(database_url: str) -> Iterator[Database]:
+    """A migrated database (SQLite and MariaDB) where no plugin is approved yet."""
     db = Database(database_url)
     db.upgrade()
     yield db
     db.dispose()
+
+
+@pytest.fixture
+def database(unapproved_database: Database) -> Database:
+    """A migrated database (SQLite and MariaDB) with the built-in plugins approved."""
+    approve_builtin_plugins(unapproved_database)
+    return unapproved_database
 
 
 @pytest.fixture

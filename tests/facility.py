@@ -135,7 +135,10 @@ def start_facility(
     *,
     processors: int = 2,
     settings: dict[str, Any] | None = None,
+    python: str = sys.executable,
 ) -> Facility:
+    """Start ``autoreduce up`` (with ``python``: another environment's interpreter may run it)
+    on ``instruments``, the built-in plugins approved first, as an operator would."""
     port = free_port()
     facility = Facility(root=root, api_url=f"http://127.0.0.1:{port}", instruments=instruments)
     for name in instruments:
@@ -144,7 +147,9 @@ def start_facility(
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOREDUCE_")}
     env["AUTOREDUCE_CONFIG"] = str(config)
     facility.log_path = root / "up.log"
-    command = [sys.executable, "-m", "autoreduce", "up", "--port", str(port)]
+    approve = [python, "-m", "autoreduce", "plugins", "approve", "--builtin"]
+    subprocess.run(approve, env=env, check=True, capture_output=True, timeout=120)
+    command = [python, "-m", "autoreduce", "up", "--port", str(port)]
     command += ["--processors", str(processors)]
     with open(facility.log_path, "wb") as log:
         facility.process = subprocess.Popen(

@@ -20,6 +20,7 @@ from autoreduce.cli import (
     experiments,
     instruments,
     login,
+    plugins,
     queue_ops,
     reduce,
     reruns,
@@ -62,6 +63,7 @@ for command in (
     # operators' tools on the database and the broker
     queue_ops.queue,
     queue_ops.processors,
+    plugins.plugins,
 ):
     main.add_command(command)
 

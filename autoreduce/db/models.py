@@ -267,6 +267,32 @@ class OutboxMessage(Base):
     body: Mapped[str] = mapped_column(LongText, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # set when a processor handed the message back because its own installed version of the
+    # plugin is not approved: the relay sends it again once that version is approved
+    held_plugin: Mapped[str | None] = mapped_column(String(100))
+    held_distribution: Mapped[str | None] = mapped_column(String(200))
+    held_version: Mapped[str | None] = mapped_column(String(64))
+
+
+class PluginApproval(Base):
+    """An admin's verdict on one plugin at one version of its distribution.
+
+    A plugin installed at a version with no row here is pending; the history of verdicts is
+    in the audit trail.
+    """
+
+    __tablename__ = "plugin_approvals"
+    __table_args__ = (
+        UniqueConstraint("plugin", "distribution", "version", name="uq_plugin_approvals_release"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plugin: Mapped[str] = mapped_column(String(100), nullable=False)
+    distribution: Mapped[str] = mapped_column(String(200), nullable=False)
+    version: Mapped[str] = mapped_column(String(64), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)  # approved | revoked
+    decided_by: Mapped[str] = mapped_column(String(100), nullable=False)
+    decided_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
 
 
 class QueueMessage(Base):

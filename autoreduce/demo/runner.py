@@ -205,6 +205,21 @@ def _detector_has_baseline(settings: Settings) -> bool:
     return all(i.name in cursors for i in INSTRUMENTS)
 
 
+def _approve_builtin_plugins(settings: Settings) -> None:
+    """The demo runs the built-in plugins: approve them (as ``plugins approve --builtin``)."""
+    from autoreduce.audit import command_line_actor
+    from autoreduce.db import Database
+    from autoreduce.plugin_approvals import approve_builtin
+    from autoreduce.plugin_manager import installed_plugins
+
+    database = Database(settings.resolved_database_url)
+    try:
+        database.upgrade()
+        approve_builtin(database, installed_plugins(), command_line_actor())
+    finally:
+        database.dispose()
+
+
 def run_demo(
     directory: Path,
     *,
@@ -222,6 +237,7 @@ def run_demo(
     settings = load_settings()
     configure_logging("demo", settings.logs_dir, level="WARNING")
     api_url = f"http://127.0.0.1:{port}"
+    _approve_builtin_plugins(settings)
     player = Player(settings)
     player.baseline()
     supervisor = local_supervisor(

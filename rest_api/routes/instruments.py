@@ -86,8 +86,9 @@ def instrument_items(state: ApiState, session: Session, names: list[str]) -> lis
     return items
 
 
-def _hold_or_release(session: Session, name: str, paused: bool) -> None:
-    """Say in each waiting run's ``message`` that it is held (on pause) or no longer (resume).
+def _hold_or_release(state: ApiState, session: Session, name: str, paused: bool) -> None:
+    """Say in each waiting run's ``message`` that it is held (on pause) or no longer (resume;
+    still held, if its plugin is not approved).
 
     The runs held by a pause are those whose outbox message the relay has not sent yet.
     """
@@ -99,7 +100,7 @@ def _hold_or_release(session: Session, name: str, paused: bool) -> None:
                 ReductionRun.status == RunStatus.QUEUED.value,
                 ReductionRun.message.startswith(HELD_PREFIX, autoescape=True),
             )
-            .values(message="")
+            .values(message=state.plugin_gate.held_message(session, name))
             .execution_options(synchronize_session=False)
         )
         return
@@ -131,7 +132,7 @@ def _set_paused(state: ApiState, name: str, paused: bool, actor: Actor) -> None:
                     session.add(Instrument(name=name, is_paused=paused, created_at=utcnow()))
                 else:
                     row.is_paused = paused
-                _hold_or_release(session, name, paused)
+                _hold_or_release(state, session, name, paused)
                 action = "instrument.pause" if paused else "instrument.resume"
                 record_event(session, actor, action, f"instrument {name}", instrument=name)
             return

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from autoreduce import __version__
 from tests.conftest import MYSQL_SERVER
 from tests.polling import wait_for
 
@@ -255,3 +256,34 @@ def test_up_names_each_processor_service_for_its_log_file(tmp_path: Path) -> Non
         ["process", "--name", "process-1"],
         ["process", "--name", "process-2"],
     ]
+
+
+def test_plugins_approve_builtin_then_list_shows_them_approved_by_the_operator(
+    tmp_path: Path,
+) -> None:
+    approved = autoreduce("plugins", "approve", "--builtin", cwd=tmp_path)
+    listed = autoreduce("plugins", "list", cwd=tmp_path)
+
+    assert approved.returncode == 0, approved.stderr
+    assert "approved noop" in approved.stdout
+    rows = {line.split("\t")[0]: line.split("\t") for line in listed.stdout.splitlines()}
+    assert rows["noop"][1:4] == ["autoreduce", __version__, "approved"]
+    assert rows["noop"][4].startswith("cli:")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["approve", "nope"], 1, "no plugin named nope is installed (installed: noop"),
+        (["approve"], 2, "name a plugin, or give --builtin"),
+        (["revoke"], 2, "Missing argument"),
+    ],
+)
+def test_plugins_commands_refuse_bad_input_in_one_line(
+    tmp_path: Path, args: list[str], code: int, says: str
+) -> None:
+    result = autoreduce("plugins", *args, cwd=tmp_path)
+
+    assert result.returncode == code
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr

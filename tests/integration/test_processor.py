@@ -25,6 +25,7 @@ from autoreduce.transport.sql import SqlTransport
 from plugins import noop
 from queue_processor.isolation import LOG_NAME
 from queue_processor.worker import QueueProcessor
+from tests.conftest import approve_builtin_plugins
 from tests.polling import wait_for
 from tests.tcp_proxy import TcpProxy
 
@@ -390,6 +391,7 @@ def behind_proxy(
     url = server.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
     direct = Database(fresh_mysql_database)
     direct.upgrade()
+    approve_builtin_plugins(direct)
     settings = make_settings(
         GEM={
             "plugin": "noop",
