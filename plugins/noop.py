@@ -2,13 +2,15 @@
 
 Used by benchmarks (``sleep_s`` stands in for a reduction's run time), by fault tests
 (``fault`` makes the reduction raise, hang, exhaust memory, crash or exit) and by live-log tests
-(``log_lines`` numbered lines spread over the sleep). Imports nothing heavy.
+(``log_lines`` numbered lines spread over the sleep). With ``plot`` it also draws a small SVG
+plot (for the web UI's tests), still without matplotlib. Imports nothing heavy.
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
 import signal
 import time
@@ -49,7 +51,33 @@ def reduction_variables(instrument: str) -> list[Variable]:
             minimum=0,
             maximum=MAX_LOG_LINES,
         ),
+        Variable(
+            "plot",
+            "bool",
+            False,
+            "Also draw noop.svg, a small plot of a curve shaped by the run number.",
+            advanced=True,
+        ),
     ]
+
+
+def _write_plot(path: os.PathLike[str], run: RunInfo) -> None:
+    """A 320 by 160 pixel SVG: a damped sine whose frequency follows the run number."""
+    frequency = 1 + run.run_number % 7
+    points = " ".join(
+        f"{10 + x * 3},{80 - 60 * math.exp(-x / 60) * math.sin(x * frequency / 10):.1f}"
+        for x in range(101)
+    )
+    label = f"{run.instrument} {run.run_number} v{run.run_version}"
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="320" height="160" viewBox="0 0 320 160">'
+        '<rect width="320" height="160" fill="white"/>'
+        '<line x1="10" y1="80" x2="310" y2="80" stroke="#888"/>'
+        f'<polyline fill="none" stroke="#1f4e79" stroke-width="2" points="{points}"/>'
+        f'<text x="10" y="154" font-family="sans-serif" font-size="12">{label}</text></svg>\n'
+    )
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(svg)
 
 
 def _fail(fault: str, run: RunInfo) -> None:
@@ -95,5 +123,11 @@ def reduce(context: ReductionContext) -> ReductionResult:
     output.write_text(f"{context.run.run_number}\n", encoding="utf-8")
     values = context.output_dir / "variables.json"
     values.write_text(json.dumps(context.variables, sort_keys=True) + "\n", encoding="utf-8")
+    plots = []
+    if context.variables.get("plot"):
+        _write_plot(context.output_dir / "noop.svg", context.run)
+        plots.append((context.output_dir / "noop.svg").resolve())
     context.progress(1.0)
-    return ReductionResult(files=[output.resolve(), values.resolve()], summary=f"slept {sleep_s} s")
+    return ReductionResult(
+        files=[output.resolve(), values.resolve()], plots=plots, summary=f"slept {sleep_s} s"
+    )

@@ -24,7 +24,7 @@ router = APIRouter(prefix="/api/v1/instruments", tags=["instruments"])
 logger = logging.getLogger("autoreduce.api")
 
 
-def _declarations(state: ApiState, name: str) -> tuple[list[VariableDeclaration], str | None]:
+def declarations(state: ApiState, name: str) -> tuple[list[VariableDeclaration], str | None]:
     try:
         declared = declared_variables(state, name)
     except PluginUnavailable as error:
@@ -71,7 +71,7 @@ def instrument_items(state: ApiState, session: Session, names: list[str]) -> lis
     )
     items = []
     for name in names:
-        variables, error = _declarations(state, name)
+        variables, error = declarations(state, name)
         items.append(
             InstrumentItem(
                 name=name,
@@ -123,7 +123,8 @@ def _hold_or_release(state: ApiState, session: Session, name: str, paused: bool)
         )
 
 
-def _set_paused(state: ApiState, name: str, paused: bool, actor: Actor) -> None:
+def set_paused(state: ApiState, name: str, paused: bool, actor: Actor) -> None:
+    """Pause or resume ``name`` on behalf of ``actor`` (audited); held runs flow on resume."""
     for _ in range(2):  # the row may be created concurrently by a run submission
         try:
             with state.database.session() as session:
@@ -135,9 +136,12 @@ def _set_paused(state: ApiState, name: str, paused: bool, actor: Actor) -> None:
                 _hold_or_release(state, session, name, paused)
                 action = "instrument.pause" if paused else "instrument.resume"
                 record_event(session, actor, action, f"instrument {name}", instrument=name)
-            return
         except IntegrityError:
             continue
+        logger.info("instrument %s %s by %s", name, "paused" if paused else "resumed", actor.name)
+        if not paused:
+            state.relay.wake()
+        return
     raise HTTPException(status_code=409, detail=f"instrument {name!r} changed concurrently; retry")
 
 
@@ -161,11 +165,6 @@ def patch_instrument(
     """Pause (runs are recorded and held, and say so) or resume (held runs flow on)."""
     state.instrument_config(name)
     caller.check_instrument(name)
-    _set_paused(state, name, patch.paused, caller.actor)
-    logger.info(
-        "instrument %s %s by %s", name, "paused" if patch.paused else "resumed", caller.name
-    )
-    if not patch.paused:
-        state.relay.wake()
+    set_paused(state, name, patch.paused, caller.actor)
     with state.database.read_session() as session:
         return instrument_items(state, session, [name])[0]

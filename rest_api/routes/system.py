@@ -7,11 +7,12 @@ from datetime import timedelta
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from autoreduce.db.models import ProcessorHeartbeat, utcnow
 from autoreduce.state_machine import one_line
 from rest_api.auth import ReaderDep
-from rest_api.dependencies import SessionDep, StateDep
+from rest_api.dependencies import ApiState, SessionDep, StateDep
 from rest_api.problems import problems
 from rest_api.schemas import Health, ProcessorItem
 
@@ -47,10 +48,7 @@ def health(state: StateDep) -> JSONResponse:
     return JSONResponse(report.model_dump(), status_code=200 if healthy else 503)
 
 
-@router.get("/api/v1/processors", response_model=list[ProcessorItem], responses=problems(401))
-def list_processors(
-    state: StateDep, session: SessionDep, _caller: ReaderDep
-) -> list[ProcessorItem]:
+def processor_items(state: ApiState, session: Session) -> list[ProcessorItem]:
     """The queue processors alive now, and those stopped or silent within
     ``processor_history_s``; alive first, then the most recently seen."""
     now = utcnow()
@@ -75,3 +73,12 @@ def list_processors(
         for row in rows
     ]
     return sorted(items, key=lambda item: not item.alive)  # stable: recency kept within each
+
+
+@router.get("/api/v1/processors", response_model=list[ProcessorItem], responses=problems(401))
+def list_processors(
+    state: StateDep, session: SessionDep, _caller: ReaderDep
+) -> list[ProcessorItem]:
+    """The queue processors alive now, and those stopped or silent within
+    ``processor_history_s``; alive first, then the most recently seen."""
+    return processor_items(state, session)

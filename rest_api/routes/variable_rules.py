@@ -68,6 +68,14 @@ def create_rule(
 ) -> VariableRuleItem:
     """Set values for the runs of one experiment (`experiment_ref`) or from a run on
     (`from_run`); each value is checked against the plugin's declaration (422 naming it)."""
+    return record_variable_rule(state, name, rule, caller)
+
+
+def record_variable_rule(
+    state: ApiState, name: str, rule: VariableRuleRequest, caller: Caller
+) -> VariableRuleItem:
+    """Record ``rule`` for instrument ``name`` on behalf of ``caller`` (scientist of the
+    instrument or admin), audited; 403 for another instrument, 422 for a value that does not fit."""
     state.instrument_config(name)
     caller.check_instrument(name, must_list=caller.role == "scientist")
     scope = (

@@ -100,6 +100,7 @@ def test_reduce_writes_the_run_number_and_its_variables_inside_output_dir(tmp_pa
         "sleep_s": 0.0,
         "fault": "none",
         "log_lines": 0,
+        "plot": False,
     }
     assert result.summary == "slept 0.0 s"
     assert progress[-1] == 1.0
@@ -181,3 +182,9 @@ def test_log_lines_is_an_advanced_count_from_zero() -> None:
     assert variables["log_lines"].default == 0
     assert variables["log_lines"].minimum == 0
     assert variables["log_lines"].advanced
+
+
+def test_plot_draws_an_svg_plot_listed_among_the_plots(tmp_path: Path) -> None:
+    result = noop.reduce(_context(tmp_path, plot=True))
+    assert result.plots == [tmp_path.resolve() / "noop.svg"]
+    assert (tmp_path / "noop.svg").read_text().startswith("<svg ")

@@ -13,8 +13,10 @@ function startRefresh(element) {
         if (response.ok) {
           const html = await response.text();
           if (html !== element.dataset.last) {
+            stopLogs(element);
             element.innerHTML = html;
             element.dataset.last = html;
+            startLogs(element);
           }
         }
       } catch (error) { /* offline for a moment: try again next tick */ }
@@ -24,6 +26,38 @@ function startRefresh(element) {
   setTimeout(tick, interval);
 }
 
+// <pre data-log="URL" data-follow="true|false">: show a run's log. Followed live (Server-Sent
+// Events: one event per line, then an "end" event) while the run goes on; fetched once otherwise.
+function startLog(element) {
+  const url = element.dataset.log;
+  if (element.dataset.follow === "true" && window.EventSource) {
+    element.textContent = "";
+    const source = new EventSource(url + "?follow=true");
+    source.onmessage = (event) => {
+      element.textContent += event.data + "\n";
+      element.scrollTop = element.scrollHeight;
+    };
+    source.addEventListener("end", () => source.close());
+    element.logSource = source;
+    return;
+  }
+  fetch(url, { credentials: "same-origin" })
+    .then((response) => (response.ok ? response.text() : "(no log)"))
+    .then((text) => { element.textContent = text || "(the log is empty)"; })
+    .catch(() => { /* keep the link to the log */ });
+}
+
+function startLogs(root) {
+  root.querySelectorAll("[data-log]").forEach(startLog);
+}
+
+function stopLogs(root) {
+  root.querySelectorAll("[data-log]").forEach((element) => {
+    if (element.logSource) { element.logSource.close(); }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-refresh]").forEach(startRefresh);
+  startLogs(document);
 });

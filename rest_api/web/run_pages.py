@@ -1,0 +1,191 @@
+"""The run page ``/runs/{instrument}/{run_number}``: every version, its log, its plots; the
+re-run form generated from the plugin's declarations; cancel for a version still going.
+
+Writes go through the functions the API's routes call (:func:`rest_api.reruns.record_rerun`,
+:func:`rest_api.cancellation.cancel_run_version`) with the same role and instrument checks,
+then redirect back to the page (Post/Redirect/Get).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from autoreduce.db.models import RunStatus
+from rest_api.auth import Caller
+from rest_api.cancellation import cancel_run_version
+from rest_api.dependencies import ApiState, SessionDep, StateDep
+from rest_api.reruns import record_rerun
+from rest_api.routes.instruments import declarations
+from rest_api.routes.runs import run_item
+from rest_api.schemas import MAX_RUN_NUMBER, MAX_RUN_VERSION, CancelRequest, RerunRequest, RunItem
+from rest_api.submission import find_versions
+from rest_api.web.render import render
+from rest_api.web.session import PageCaller, verify_csrf
+from rest_api.web.variable_form import FormField, changed, form_fields, parse_values, with_entered
+from rest_api.web.writes import FormDep, form_text, require_page_role
+
+router = APIRouter(include_in_schema=False)
+
+REFRESH_INTERVAL_MS = 2000
+InstrumentName = Annotated[str, Path(max_length=64)]
+RunNumber = Annotated[int, Path(ge=0, le=MAX_RUN_NUMBER)]
+RunVersion = Annotated[int, Path(ge=0, le=MAX_RUN_VERSION)]
+CSRF = [Depends(verify_csrf)]
+
+
+def _versions_or_404(
+    session: Session, caller: Caller, instrument: str, run_number: int
+) -> list[RunItem]:
+    """The run's versions, latest first; 404 if none or another's instrument."""
+    versions = find_versions(session, instrument, run_number) if caller.may_read(instrument) else []
+    if not versions:
+        raise HTTPException(status_code=404, detail=f"run {instrument} {run_number} not found")
+    return [run_item(run) for run in reversed(versions)]
+
+
+def _versions_context(versions: list[RunItem], instrument: str, run_number: int) -> dict[str, Any]:
+    return {
+        "instrument": instrument,
+        "run_number": run_number,
+        "versions": versions,
+        "going": [v for v in versions if not RunStatus(v.status).is_final],
+        "refresh_ms": REFRESH_INTERVAL_MS,
+    }
+
+
+def _page(
+    request: Request,
+    state: ApiState,
+    versions: list[RunItem],
+    *,
+    fields: list[FormField] | None = None,
+    errors: dict[str, str] | None = None,
+    reason: str = "",
+    status_code: int = 200,
+) -> HTMLResponse:
+    latest = versions[0]
+    declared, plugin_error = declarations(state, latest.instrument)
+    return render(
+        request,
+        "run.html",
+        status_code=status_code,
+        title=f"{latest.instrument} {latest.run_number} — autoreduce",
+        nav="runs",
+        latest=latest,
+        fields=fields if fields is not None else form_fields(declared, latest.variables),
+        errors=errors or {},
+        reason=reason,
+        plugin_error=plugin_error,
+        **_versions_context(versions, latest.instrument, latest.run_number),
+    )
+
+
+@router.get("/runs/{instrument}/{run_number}", response_class=HTMLResponse)
+def run_page(
+    request: Request,
+    instrument: InstrumentName,
+    run_number: RunNumber,
+    state: StateDep,
+    session: SessionDep,
+    caller: PageCaller,
+) -> HTMLResponse:
+    """Every version of the run, latest first, and the re-run form."""
+    return _page(request, state, _versions_or_404(session, caller, instrument, run_number))
+
+
+@router.get("/runs/{instrument}/{run_number}/versions-fragment", response_class=HTMLResponse)
+def versions_fragment(
+    request: Request,
+    instrument: InstrumentName,
+    run_number: RunNumber,
+    session: SessionDep,
+    caller: PageCaller,
+) -> HTMLResponse:
+    """The versions alone, for the page's periodic refresh."""
+    versions = _versions_or_404(session, caller, instrument, run_number)
+    return render(
+        request, "run_versions.html", **_versions_context(versions, instrument, run_number)
+    )
+
+
+def _check_writer(request: Request, caller: Caller, instrument: str) -> None:
+    """The API's check for re-runs and cancels: a scientist of the instrument, or an admin."""
+    require_page_role(request, caller, "scientist", "admin")
+    caller.check_instrument(instrument, must_list=caller.role == "scientist")
+
+
+@router.post("/runs/{instrument}/{run_number}/reruns", dependencies=CSRF, response_model=None)
+def rerun(
+    request: Request,
+    instrument: InstrumentName,
+    run_number: RunNumber,
+    form: FormDep,
+    state: StateDep,
+    caller: PageCaller,
+) -> HTMLResponse | RedirectResponse:
+    """A new version with the form's values (those that differ from the latest version's)."""
+    with state.database.read_session() as session:
+        versions = _versions_or_404(session, caller, instrument, run_number)
+    state.instrument_config(instrument)
+    _check_writer(request, caller, instrument)
+    declared, plugin_error = declarations(state, instrument)
+    if plugin_error:
+        raise HTTPException(status_code=409, detail=plugin_error)
+    values, errors = parse_values(declared, form)
+    reason = form_text(form, "reason")
+    if not errors:
+        try:
+            body = RerunRequest.model_validate(
+                {"variables": changed(values, versions[0].variables), "reason": reason}
+            )
+        except ValidationError as error:
+            errors["reason"] = "; ".join(
+                e["msg"].removeprefix("Value error, ") for e in error.errors()
+            )
+        else:
+            try:
+                made = record_rerun(state, instrument, run_number, body, caller.actor)
+            except HTTPException as refused:
+                if refused.status_code != 422:
+                    raise
+                errors["form"] = str(refused.detail)
+            else:
+                target = f"/runs/{instrument}/{run_number}#version-{made.run_version}"
+                return RedirectResponse(target, status_code=303)
+    fields = form_fields(declared)
+    with_entered(fields, form, errors)
+    return _page(
+        request, state, versions, fields=fields, errors=errors, reason=reason, status_code=422
+    )
+
+
+@router.post("/runs/{instrument}/{run_number}/versions/{run_version}/cancel", dependencies=CSRF)
+def cancel(
+    request: Request,
+    instrument: InstrumentName,
+    run_number: RunNumber,
+    run_version: RunVersion,
+    form: FormDep,
+    state: StateDep,
+    caller: PageCaller,
+) -> RedirectResponse:
+    """Cancel a Queued or Processing version (scientist of the instrument, admin)."""
+    if not caller.may_read(instrument):
+        raise HTTPException(status_code=404, detail=f"run {instrument} {run_number} not found")
+    _check_writer(request, caller, instrument)
+    reason = form_text(form, "reason").strip() or f"cancelled by {caller.name} in the web UI"
+    try:
+        CancelRequest(reason=reason)
+    except ValidationError as error:
+        raise HTTPException(status_code=422, detail=f"reason: {error.errors()[0]['msg']}") from None
+    cancel_run_version(
+        state.database, instrument, run_number, run_version, actor=caller.actor, reason=reason
+    )
+    return RedirectResponse(
+        f"/runs/{instrument}/{run_number}#version-{run_version}", status_code=303
+    )
