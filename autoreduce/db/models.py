@@ -387,3 +387,19 @@ class AuditEvent(Base):
     instrument: Mapped[str | None] = mapped_column(String(32))
     target: Mapped[str] = mapped_column(String(200), nullable=False)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+
+
+class HiddenFailure(Base):
+    """A run version in Error that an admin marked as dealt with: the failed-runs page hides it.
+
+    Keyed by the version's row, so a later version that fails again is shown again.
+    """
+
+    __tablename__ = "hidden_failures"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("reduction_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    hidden_by: Mapped[str] = mapped_column(String(100), nullable=False)
+    hidden_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+    note: Mapped[str] = mapped_column(String(500), nullable=False, default="")

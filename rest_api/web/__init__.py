@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from autoreduce.settings import Settings
-from rest_api.web import instrument_pages, pages, run_pages
+from rest_api.web import admin, experiments, failed, instrument_pages, pages, run_pages, search
 from rest_api.web.render import render
 from rest_api.web.session import (
     SESSION_COOKIE,
@@ -30,7 +30,7 @@ from rest_api.web.session import (
 
 STATIC = Path(__file__).with_name("static")
 
-PAGE_MODULES = (pages, instrument_pages, run_pages)
+PAGE_MODULES = (pages, instrument_pages, run_pages, experiments, failed, search, admin)
 """The modules whose ``router`` serves pages."""
 
 
