@@ -13,6 +13,7 @@ import click
 
 from autoreduce import __version__
 from autoreduce.cli import (
+    alerts,
     config,
     database,
     dlq,
@@ -46,6 +47,7 @@ for command in (
     database.db,
     tokens.token,
     dlq.dlq,
+    alerts.alerts,
     # clients of the API (HTTP only)
     runs.runs,
     reruns.reruns,
