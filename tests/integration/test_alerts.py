@@ -249,3 +249,25 @@ def test_a_receiver_down_is_retried_with_backoff_and_gets_the_alert_once_up(
     assert not_due.sent == 0 and webhook.refused == 2
     assert delivered.sent == 1
     assert [b["event"] for b in webhook.bodies] == ["firing"]
+
+
+def test_alerts_test_sends_to_every_receiver_and_never_shows_the_url(
+    webhook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from click.testing import CliRunner
+
+    from autoreduce.cli import main
+
+    dead = f"http://127.0.0.1:{free_port()}/secret-token-in-url"
+    monkeypatch.setenv("AUTOREDUCE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv(
+        "AUTOREDUCE_ALERTS__WEBHOOKS", json.dumps([{"url": webhook.url}, {"url": dead}])
+    )
+
+    result = CliRunner().invoke(main, ["alerts", "test"])
+
+    assert result.exit_code == 1
+    assert [b["event"] for b in webhook.bodies] == ["test"]
+    assert "webhook:1\tsent" in result.output
+    assert "webhook:2\tfailed: webhook:2: ConnectionError" in result.output
+    assert "secret-token" not in result.output
