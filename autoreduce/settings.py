@@ -281,6 +281,169 @@ class LdapSettings(BaseModel):
         return self
 
 
+ALERT_RULES = (
+    "run_error",
+    "instrument_silent",
+    "runs_stalled",
+    "latency_over_target",
+    "no_processor",
+    "dead_letters",
+    "outbox_growing",
+    "disk_filling",
+)
+"""The alert rules :mod:`autoreduce.alerts` judges (README "Operating it" says what each means)."""
+
+
+class WebhookReceiver(BaseModel):
+    """One webhook that alerts are POSTed to (``[[alerts.webhooks]]`` in the TOML)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: SecretStr = Field(
+        description="Where to POST (a secret: Slack and Teams URLs carry their token; never "
+        "logged)."
+    )
+    shape: Literal["json", "slack", "teams"] = Field(
+        default="json",
+        description="`json` (the alert as generic JSON), `slack` (Slack and Mattermost "
+        "incoming webhooks) or `teams` (a Microsoft Teams MessageCard).",
+    )
+    instruments: list[str] = Field(
+        default_factory=list,
+        description="Send only these instruments' alerts (and the facility-wide ones); empty: all.",
+    )
+
+
+class EmailSettings(BaseModel):
+    """Alerts by email through SMTP (``[alerts.email]``); no ``smtp_host``: no email."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    smtp_host: str = Field(
+        default="", description="The SMTP server; empty: alerts are not emailed."
+    )
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="The SMTP server's port.")
+    security: Literal["none", "starttls", "ssl"] = Field(
+        default="none", description="`starttls` upgrades the connection, `ssl` connects with TLS."
+    )
+    username: str = Field(default="", description="SMTP login; empty: no login.")
+    password: SecretStr = Field(default=SecretStr(""), description="SMTP password (never logged).")
+    sender: str = Field(default="autoreduce@localhost", description="The From address.")
+    recipients: list[str] = Field(default_factory=list, description="Who receives every alert.")
+    timeout_s: float = Field(
+        default=10.0, gt=0, description="Connecting and each SMTP command, seconds."
+    )
+
+
+class InstrumentAlertSettings(BaseModel):
+    """One instrument's alert settings (``[alerts.instruments.NAME]``); unset: the global one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quiet_period_min: float | None = Field(
+        default=None, ge=0, description="Silent longer than this (minutes) is an alert; 0: never."
+    )
+    latency_target_s: float | None = Field(
+        default=None, gt=0, description="Its detection→final p95 target, in seconds."
+    )
+    email_recipients: list[str] = Field(
+        default_factory=list, description="Who also receives this instrument's alerts."
+    )
+
+
+class AlertSettings(BaseModel):
+    """The alert rules' thresholds and where alerts go (``[alerts]`` in the TOML)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interval_s: float = Field(
+        default=60.0, gt=0, description="`autoreduce alerts run` evaluates this often."
+    )
+    disabled_rules: list[str] = Field(
+        default_factory=list, description="Rules not evaluated (names in README)."
+    )
+    error_window_min: float = Field(
+        default=15.0,
+        gt=0,
+        description="run_error: fires while an instrument has runs in Error finished this "
+        "recently (minutes), so at most one message per instrument per window.",
+    )
+    quiet_period_min: float = Field(
+        default=360.0,
+        ge=0,
+        description="instrument_silent: no run detected for this long (minutes) while not "
+        "paused; 0: never.",
+    )
+    stalled_min: float = Field(
+        default=30.0,
+        gt=0,
+        description="runs_stalled: runs waiting longer than this (minutes) and none finished "
+        "in that time.",
+    )
+    latency_target_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="latency_over_target: detection→final p95 target, seconds.",
+    )
+    latency_window_min: float = Field(
+        default=60.0,
+        gt=0,
+        description="latency_over_target: the p95 is over runs finished this recently.",
+    )
+    latency_min_runs: int = Field(
+        default=5, ge=1, description="latency_over_target: fewer runs in the window: no verdict."
+    )
+    outbox_growing_min: float = Field(
+        default=10.0,
+        gt=0,
+        description="outbox_growing: an unsent outbox message older than this (min).",
+    )
+    disk_threshold_pct: float = Field(
+        default=90.0,
+        gt=0,
+        le=100,
+        description="disk_filling: the outputs' disk fuller than this (%).",
+    )
+    delivery_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Tries of one message in one evaluation (backoff between them).",
+    )
+    retry_max_backoff_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="A message still undelivered is tried again after at most this.",
+    )
+    webhooks: list[WebhookReceiver] = Field(default_factory=list, description="Webhooks.")
+    email: EmailSettings = Field(default_factory=EmailSettings, description="Email via SMTP.")
+    instruments: dict[str, InstrumentAlertSettings] = Field(
+        default_factory=dict, description="Per-instrument overrides."
+    )
+
+    @field_validator("disabled_rules")
+    @classmethod
+    def _known_rules(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in ALERT_RULES:
+                raise ValueError(
+                    f"unknown alert rule {name!r}{did_you_mean(name, ALERT_RULES)}; "
+                    f"rules: {', '.join(ALERT_RULES)}"
+                )
+        return value
+
+    def quiet_period_min_of(self, instrument: str) -> float:
+        own = self.instruments.get(instrument)
+        if own is not None and own.quiet_period_min is not None:
+            return own.quiet_period_min
+        return self.quiet_period_min
+
+    def latency_target_s_of(self, instrument: str) -> float:
+        own = self.instruments.get(instrument)
+        if own is not None and own.latency_target_s is not None:
+            return own.latency_target_s
+        return self.latency_target_s
+
+
 class Settings(BaseSettings):
     """Every setting, its environment variable (``AUTOREDUCE_<NAME>``) and its default."""
 
@@ -429,6 +592,9 @@ class Settings(BaseSettings):
     )
     oauth_token_ttl_s: int = Field(
         3600, ge=1, le=86_400, description="API: an access token is valid this many seconds."
+    )
+    alerts: AlertSettings = Field(
+        default_factory=AlertSettings, description="Alert rules and their receivers."
     )
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     ldap: LdapSettings = Field(

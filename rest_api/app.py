@@ -26,6 +26,7 @@ from autoreduce.transport import Transport, open_transport
 from rest_api.dependencies import ApiState
 from rest_api.limits import BodySizeLimit
 from rest_api.log_stream import FollowerSlots
+from rest_api.metrics import router as metrics_router
 from rest_api.problems import install_problem_handlers, problem_openapi
 from rest_api.routes import (
     audit,
@@ -204,6 +205,7 @@ def create_app(
         plugin_routes,
     ):
         app.include_router(module.router)
+    app.include_router(metrics_router)
     install_web(app, settings)
     app.openapi = problem_openapi(app, every_route=(422, 503))  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
@@ -19,6 +19,9 @@ from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.settings import InstrumentConfig, Settings
 from autoreduce.transport import Transport
 from rest_api.log_stream import FollowerSlots
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 
 @dataclass
@@ -38,6 +41,7 @@ class ApiState:
     relay_thread: threading.Thread | None = None
     metadata_reader: IsolatedMetadataReader = field(default_factory=IsolatedMetadataReader)
     log_followers: FollowerSlots = field(default_factory=lambda: FollowerSlots(50))
+    metrics_registry: CollectorRegistry | None = None  # made at the first scrape (rest_api.metrics)
 
     def plugins(self) -> Plugins:
         """The plugin manager (installed entry points unless one was injected); may raise."""

@@ -13,6 +13,7 @@ import click
 
 from autoreduce import __version__
 from autoreduce.cli import (
+    alerts,
     clients,
     config,
     database,
@@ -52,6 +53,7 @@ for command in (
     tokens.token,
     clients.client,
     dlq.dlq,
+    alerts.alerts,
     # clients of the API (HTTP only)
     runs.runs,
     reruns.reruns,

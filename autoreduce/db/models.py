@@ -403,3 +403,52 @@ class HiddenFailure(Base):
     hidden_by: Mapped[str] = mapped_column(String(100), nullable=False)
     hidden_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
     note: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+
+
+class Alert(Base):
+    """One alert: fired when its rule's condition began, resolved when it ended.
+
+    ``active_key`` holds ``key`` while the alert fires and is NULL once resolved; being unique, it
+    keeps one firing alert per condition even with two evaluators (NULLs never collide).
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_key_fired", "key", "fired_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), nullable=False)  # rule[:instrument]
+    active_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    rule: Mapped[str] = mapped_column(String(32), nullable=False)
+    instrument: Mapped[str | None] = mapped_column(String(32))
+    summary: Mapped[str] = mapped_column(String(1000), nullable=False)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    fired_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    deliveries: Mapped[list[AlertDelivery]] = relationship(
+        back_populates="alert", order_by="AlertDelivery.id", cascade="all, delete-orphan"
+    )
+
+
+class AlertDelivery(Base):
+    """One message of an alert (``firing`` or ``resolved``) to one receiver, until it is sent."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "event", "receiver", name="uq_alert_delivery"),
+        Index("ix_alert_deliveries_pending", "sent_at", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(
+        ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False
+    )
+    event: Mapped[str] = mapped_column(String(16), nullable=False)  # firing | resolved
+    receiver: Mapped[str] = mapped_column(String(64), nullable=False)  # webhook:N | email
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_error: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    alert: Mapped[Alert] = relationship(back_populates="deliveries")
