@@ -258,6 +258,15 @@ class Settings(BaseSettings):
     session_max_age_s: float = Field(
         12 * 3600.0, gt=0, description="How long a web UI sign-in lasts, in seconds."
     )
+    signin_max_failures: int = Field(
+        5,
+        ge=1,
+        description="Web UI: failed sign-ins allowed per username and address within "
+        "`signin_failure_window_s`; more are refused (429) until the window passes.",
+    )
+    signin_failure_window_s: float = Field(
+        300.0, gt=0, description="Web UI: the window failed sign-ins are counted in, in seconds."
+    )
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     instruments: dict[str, InstrumentConfig] = Field(default_factory=dict)
 

@@ -49,7 +49,8 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _checked_instruments(instruments: Iterable[str]) -> list[str]:
+def checked_instruments(instruments: Iterable[str]) -> list[str]:
+    """``instruments`` without repeats; :class:`ValueError` naming a malformed one."""
     names = list(dict.fromkeys(instruments))
     for name in names:
         if not isinstance(name, str) or not INSTRUMENT_NAME.match(name):
@@ -80,7 +81,7 @@ def create_token(
         raise ValueError(f"a token name must be 1 to {MAX_NAME_LENGTH} characters")
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
-    allowed = _checked_instruments(instruments)
+    allowed = checked_instruments(instruments)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     try:
         with database.session() as session:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from autoreduce import __version__
-from autoreduce.cli import config, database, dlq, reduce, services, tokens
+from autoreduce.cli import config, database, dlq, reduce, services, tokens, users
 from autoreduce.cli.startup import AutoreduceGroup
 
 
@@ -26,6 +26,7 @@ for command in (
     config.config,
     database.db,
     tokens.token,
+    users.user,
     dlq.dlq,
 ):
     main.add_command(command)

@@ -104,7 +104,12 @@ def session_user(request: Request) -> Caller | None:
 
 
 def sign_in(
-    request: Request, name: str, role: str, instruments: tuple[str, ...], source: str
+    request: Request,
+    name: str,
+    role: str,
+    instruments: tuple[str, ...],
+    source: str,
+    display_name: str = "",
 ) -> None:
     """Start a session for this user (a fresh session: a new CSRF token too)."""
     request.session.clear()
@@ -113,8 +118,15 @@ def sign_in(
         "role": role,
         "instruments": list(instruments),
         "source": source,
+        "display_name": display_name,
     }
     request.session["csrf"] = secrets.token_urlsafe(32)
+
+
+def session_display_name(request: Request) -> str:
+    """The signed-in user's display name ("" when nobody is signed in or none is known)."""
+    user: Any = request.scope.get("session", {}).get("user") if "session" in request.scope else None
+    return str(user.get("display_name") or "") if isinstance(user, dict) else ""
 
 
 def sign_out(request: Request) -> None:
@@ -143,8 +155,19 @@ def signin_url(next_path: str) -> str:
 
 
 def local_path(target: str) -> str:
-    """``target`` if it is a path on this site, else ``/`` (no open redirect)."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """``target`` if it is a path on this site, else ``/`` (no open redirect).
+
+    Refused: anything not starting with one ``/`` (``//host``, ``https://host``), backslashes
+    (browsers read ``/\\host`` as ``//host``) and control characters or spaces (browsers drop
+    tabs and newlines, so ``/\\t/host`` would become ``//host``).
+    """
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(char) <= 0x20 or ord(char) == 0x7F for char in target)
+        or len(target) > 2000
+    ):
         return "/"
     return target
 
