@@ -106,10 +106,10 @@ class Facility:
 
 
 def _write_config(
-    root: Path, instruments: dict[str, dict[str, Any]], extra: dict[str, Any]
+    root: Path, instruments: dict[str, dict[str, Any]], extra: dict[str, Any], public_read: bool
 ) -> Path:
     lines = [f"{key} = {_toml_value(value)}" for key, value in extra.items()]
-    lines += [f'data_dir = "{root / "data"}"', "public_read = true"]
+    lines += [f'data_dir = "{root / "data"}"', f"public_read = {_toml_value(public_read)}"]
     lines += ["", "[archive]", f'root = "{root / "archive"}"']
     for name, table in instruments.items():
         lines += [
@@ -135,12 +135,18 @@ def start_facility(
     *,
     processors: int = 2,
     settings: dict[str, Any] | None = None,
+    public_read: bool = True,
 ) -> Facility:
+    """Start ``autoreduce up`` on a temporary archive under ``root`` and wait until it detects.
+
+    ``settings`` are more top-level TOML settings; ``public_read=False`` makes reading need a
+    token or a signed-in user.
+    """
     port = free_port()
     facility = Facility(root=root, api_url=f"http://127.0.0.1:{port}", instruments=instruments)
     for name in instruments:
         facility.bump(name, 0)  # the detector's first sight: run 0 becomes its cursor
-    config = _write_config(root, instruments, settings or {})
+    config = _write_config(root, instruments, settings or {}, public_read)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOREDUCE_")}
     env["AUTOREDUCE_CONFIG"] = str(config)
     facility.log_path = root / "up.log"
