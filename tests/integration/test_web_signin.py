@@ -14,6 +14,9 @@ from autoreduce.accounts import create_account, disable_account
 from autoreduce.db import Database
 from autoreduce.db.models import AuditEvent
 from autoreduce.settings import Settings
+from rest_api.dependencies import ApiState
+from rest_api.web import accounts
+from rest_api.web.accounts import SignedIn, SignInUnavailable
 
 PASSWORD = "correct horse battery"
 HTML = {"Accept": "text/html"}
@@ -240,3 +243,19 @@ def test_an_empty_form_is_a_page_asking_for_both_fields(app_client: TestClient) 
 
     assert refused.status_code == 400
     assert "enter your username and password" in refused.text
+
+
+def test_a_backend_that_cannot_answer_is_a_503_page_not_a_wrong_password(
+    app_client: TestClient, db: Database, ada: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def directory_down(state: ApiState, username: str, password: str) -> SignedIn | None:
+        raise SignInUnavailable("the directory server is down")
+
+    monkeypatch.setattr(accounts, "BACKENDS", [directory_down, accounts.local_account])
+
+    unknown_here = post_signin(app_client, "grace")
+    local_user = post_signin(app_client, "ada")
+
+    assert unknown_here.status_code == 503
+    assert "not answering" in unknown_here.text
+    assert local_user.status_code == 303
