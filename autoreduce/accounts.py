@@ -215,3 +215,14 @@ def _rehash(database: Database, username: str, old_hash: str, new_hash: str) -> 
         row = session.scalar(select(UserAccount).where(UserAccount.username == username))
         if row is not None and row.password_hash == old_hash:
             row.password_hash = new_hash
+
+
+def session_still_valid(database: Database, username: str, signed_in_at: datetime) -> bool:
+    """True if ``username`` is enabled and its password has not changed since ``signed_in_at``."""
+    with database.read_session() as session:
+        row = session.execute(
+            select(UserAccount.disabled_at, UserAccount.password_changed_at).where(
+                UserAccount.username == username
+            )
+        ).one_or_none()
+    return row is not None and row.disabled_at is None and row.password_changed_at <= signed_in_at

@@ -6,8 +6,10 @@ Sessions are Starlette's ``SessionMiddleware``: a JSON dict in a cookie signed w
 a proxy that uvicorn trusts with ``--proxy-headers``). The signing key is the ``session_secret``
 setting, or a random key kept in ``data_dir/session.key`` (mode 0600) when that is empty.
 
-A signed-in user is stored as ``session["user"]`` (name, role, instruments, source); every page
-reads it through :func:`page_caller`. Forms carry the session's CSRF token (a synchronizer token,
+A signed-in user is stored as ``session["user"]`` (name, role, instruments, source, display
+name, when they signed in); every page reads it through :func:`page_caller`. A local account's
+session ends as soon as the account is disabled or its password changes (one indexed lookup per
+request that reads the session). Forms carry the session's CSRF token (a synchronizer token,
 ``session["csrf"]``), checked by :func:`verify_csrf` on every unsafe request to a page route.
 """
 
@@ -16,6 +18,8 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -94,6 +98,8 @@ def session_user(request: Request) -> Caller | None:
     user: Any = request.scope.get("session", {}).get("user") if "session" in request.scope else None
     if not isinstance(user, dict):
         return None
+    if user.get("source") == "local" and not _local_account_still_allows(request, user):
+        return None
     address = request.client.host if request.client else ""
     return Caller(
         str(user.get("name", "")),
@@ -101,6 +107,18 @@ def session_user(request: Request) -> Caller | None:
         tuple(str(name) for name in user.get("instruments", ())),
         address,
     )
+
+
+def _local_account_still_allows(request: Request, user: dict[str, Any]) -> bool:
+    """False once the local account was disabled or given a new password after this sign-in."""
+    from autoreduce.accounts import session_still_valid
+
+    since = user.get("since")
+    if not isinstance(since, int | float):
+        return False
+    signed_in_at = datetime.fromtimestamp(since, UTC)
+    database = request.app.state.api.database
+    return session_still_valid(database, str(user.get("name", "")), signed_in_at)
 
 
 def sign_in(
@@ -119,6 +137,7 @@ def sign_in(
         "instruments": list(instruments),
         "source": source,
         "display_name": display_name,
+        "since": time.time(),  # when the sign-in happened (Unix seconds)
     }
     request.session["csrf"] = secrets.token_urlsafe(32)
 

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from autoreduce.accounts import create_account, disable_account
+from autoreduce.accounts import create_account, disable_account, set_password
 from autoreduce.db import Database
 from autoreduce.db.models import AuditEvent
 from autoreduce.settings import Settings
@@ -259,3 +259,23 @@ def test_a_backend_that_cannot_answer_is_a_503_page_not_a_wrong_password(
     assert unknown_here.status_code == 503
     assert "not answering" in unknown_here.text
     assert local_user.status_code == 303
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda db: disable_account(db, "ada"),
+        lambda db: set_password(db, "ada", "a new passphrase"),
+    ],
+    ids=["disabled", "new password"],
+)
+def test_disabling_the_account_or_changing_its_password_ends_an_open_session(
+    app_client: TestClient, db: Database, ada: str, change: Callable[[Database], bool]
+) -> None:
+    post_signin(app_client)
+    assert app_client.get("/", headers=HTML, follow_redirects=False).status_code == 200
+
+    assert change(db)
+
+    assert app_client.get("/", headers=HTML, follow_redirects=False).status_code == 303
+    assert app_client.get("/api/v1/runs").status_code == 401
