@@ -596,6 +596,15 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(
         default_factory=AlertSettings, description="Alert rules and their receivers."
     )
+    signin_max_failures: int = Field(
+        5,
+        ge=1,
+        description="Web UI: failed sign-ins allowed per username and address within "
+        "`signin_failure_window_s`; more are refused (429) until the window passes.",
+    )
+    signin_failure_window_s: float = Field(
+        300.0, gt=0, description="Web UI: the window failed sign-ins are counted in, in seconds."
+    )
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     ldap: LdapSettings = Field(
         default_factory=LdapSettings, description="Signing in against an LDAP directory."

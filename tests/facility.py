@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import tomli_w
 
 from autoreduce.demo.nexus import write_synthetic_run
 from tests.polling import wait_for
@@ -106,10 +107,11 @@ class Facility:
 
 
 def _write_config(
-    root: Path, instruments: dict[str, dict[str, Any]], extra: dict[str, Any]
+    root: Path, instruments: dict[str, dict[str, Any]], extra: dict[str, Any], public_read: bool
 ) -> Path:
-    lines = [f"{key} = {_toml_value(value)}" for key, value in extra.items()]
-    lines += [f'data_dir = "{root / "data"}"', "public_read = true"]
+    tables = {key: value for key, value in extra.items() if isinstance(value, dict)}
+    lines = [f"{key} = {_toml_value(value)}" for key, value in extra.items() if key not in tables]
+    lines += [f'data_dir = "{root / "data"}"', f"public_read = {_toml_value(public_read)}"]
     lines += ["", "[archive]", f'root = "{root / "archive"}"']
     for name, table in instruments.items():
         lines += [
@@ -124,6 +126,8 @@ def _write_config(
         if table.get("variables"):
             lines += [f"[instruments.{name}.variables]"]
             lines += [f"{k} = {_toml_value(v)}" for k, v in table["variables"].items()]
+    if tables:  # e.g. {"ldap": {...}}: TOML tables, after everything else
+        lines += ["", tomli_w.dumps(tables)]
     path = root / "autoreduce.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -136,14 +140,19 @@ def start_facility(
     processors: int = 2,
     settings: dict[str, Any] | None = None,
     python: str = sys.executable,
+    public_read: bool = True,
 ) -> Facility:
-    """Start ``autoreduce up`` (with ``python``: another environment's interpreter may run it)
-    on ``instruments``, the built-in plugins approved first, as an operator would."""
+    """Start ``autoreduce up`` on a temporary archive under ``root``, the built-in plugins
+    approved first as an operator would, and wait until it detects.
+
+    ``settings`` are more top-level TOML settings; ``public_read=False`` makes reading need a
+    token or a signed-in user; ``python`` is the interpreter that runs it (another environment's).
+    """
     port = free_port()
     facility = Facility(root=root, api_url=f"http://127.0.0.1:{port}", instruments=instruments)
     for name in instruments:
         facility.bump(name, 0)  # the detector's first sight: run 0 becomes its cursor
-    config = _write_config(root, instruments, settings or {})
+    config = _write_config(root, instruments, settings or {}, public_read)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOREDUCE_")}
     env["AUTOREDUCE_CONFIG"] = str(config)
     facility.log_path = root / "up.log"

@@ -28,6 +28,7 @@ from autoreduce.cli import (
     runs,
     services,
     tokens,
+    users,
 )
 from autoreduce.cli.startup import AutoreduceGroup
 
@@ -52,6 +53,7 @@ for command in (
     database.db,
     tokens.token,
     clients.client,
+    users.user,
     dlq.dlq,
     alerts.alerts,
     # clients of the API (HTTP only)

@@ -1,5 +1,5 @@
 """The database schema: instruments, run versions, outputs, log lines, outbox, queue, tokens,
-heartbeats.
+heartbeats, local user accounts.
 
 Every timestamp is stored as naive UTC with microseconds and read back as an aware UTC datetime.
 The schema is created by the Alembic migrations in ``autoreduce/db/migrations``, never by
@@ -452,3 +452,21 @@ class AlertDelivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     alert: Mapped[Alert] = relationship(back_populates="deliveries")
+
+
+class UserAccount(Base):
+    """A local account for the web UI: only its argon2 password hash is stored."""
+
+    __tablename__ = "user_accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(100), nullable=False, unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    instruments: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    display_name: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+    password_changed_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, default=utcnow, nullable=False
+    )
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -17,7 +17,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from autoreduce.settings import Settings
-from rest_api.web import admin, experiments, failed, instrument_pages, pages, run_pages, search
+from rest_api.web import (
+    admin,
+    experiments,
+    failed,
+    instrument_pages,
+    pages,
+    run_pages,
+    search,
+    signin,
+)
 from rest_api.web.render import render
 from rest_api.web.session import (
     SESSION_COOKIE,
@@ -27,10 +36,11 @@ from rest_api.web.session import (
     session_secret,
     signin_url,
 )
+from rest_api.web.throttle import FailureThrottle
 
 STATIC = Path(__file__).with_name("static")
 
-PAGE_MODULES = (pages, instrument_pages, run_pages, experiments, failed, search, admin)
+PAGE_MODULES = (pages, instrument_pages, run_pages, experiments, failed, search, admin, signin)
 """The modules whose ``router`` serves pages."""
 
 
@@ -70,6 +80,9 @@ async def _csrf_rejected(request: Request, _error: Exception) -> Response:
 def install_web(app: FastAPI, settings: Settings) -> None:
     """Serve the pages, their assets and the session cookie on ``app``."""
     app.mount("/static/ui", StaticFiles(directory=STATIC), name="ui-static")
+    app.state.signin_throttle = FailureThrottle(
+        settings.signin_max_failures, settings.signin_failure_window_s
+    )
     for module in PAGE_MODULES:
         app.include_router(module.router)
     app.add_exception_handler(SignInRequired, _sign_in_first)

@@ -10,7 +10,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from rest_api.web.session import csrf_token, session_user
+from rest_api.web.session import csrf_token, session_display_name, session_user
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 """The page templates (``rest_api/web/templates``); Jinja2 autoescapes every ``.html``."""
@@ -66,6 +66,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         template,
         {
             "user": session_user(request),
+            "display_name": session_display_name(request),
             "csrf_token": csrf_token(request),
             "public_read": state.settings.public_read,
             **context,

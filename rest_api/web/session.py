@@ -6,8 +6,10 @@ Sessions are Starlette's ``SessionMiddleware``: a JSON dict in a cookie signed w
 a proxy that uvicorn trusts with ``--proxy-headers``). The signing key is the ``session_secret``
 setting, or a random key kept in ``data_dir/session.key`` (mode 0600) when that is empty.
 
-A signed-in user is stored as ``session["user"]`` (name, role, instruments, source); every page
-reads it through :func:`page_caller`. Forms carry the session's CSRF token (a synchronizer token,
+A signed-in user is stored as ``session["user"]`` (name, role, instruments, source, display
+name, when they signed in); every page reads it through :func:`page_caller`. A local account's
+session ends as soon as the account is disabled or its password changes (one indexed lookup per
+request that reads the session). Forms carry the session's CSRF token (a synchronizer token,
 ``session["csrf"]``), checked by :func:`verify_csrf` on every unsafe request to a page route.
 """
 
@@ -17,7 +19,9 @@ import hmac
 import json
 import os
 import secrets
+import time
 from base64 import b64encode
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -97,6 +101,8 @@ def session_user(request: Request) -> Caller | None:
     user: Any = request.scope.get("session", {}).get("user") if "session" in request.scope else None
     if not isinstance(user, dict):
         return None
+    if user.get("source") == "local" and not _local_account_still_allows(request, user):
+        return None
     address = request.client.host if request.client else ""
     return Caller(
         str(user.get("name", "")),
@@ -106,8 +112,25 @@ def session_user(request: Request) -> Caller | None:
     )
 
 
+def _local_account_still_allows(request: Request, user: dict[str, Any]) -> bool:
+    """False once the local account was disabled or given a new password after this sign-in."""
+    from autoreduce.accounts import session_still_valid
+
+    since = user.get("since")
+    if not isinstance(since, int | float):
+        return False
+    signed_in_at = datetime.fromtimestamp(since, UTC)
+    database = request.app.state.api.database
+    return session_still_valid(database, str(user.get("name", "")), signed_in_at)
+
+
 def sign_in(
-    request: Request, name: str, role: str, instruments: tuple[str, ...], source: str
+    request: Request,
+    name: str,
+    role: str,
+    instruments: tuple[str, ...],
+    source: str,
+    display_name: str = "",
 ) -> None:
     """Start a session for this user (a fresh session: a new CSRF token too)."""
     request.session.clear()
@@ -116,8 +139,16 @@ def sign_in(
         "role": role,
         "instruments": list(instruments),
         "source": source,
+        "display_name": display_name,
+        "since": time.time(),  # when the sign-in happened (Unix seconds)
     }
     request.session["csrf"] = secrets.token_urlsafe(32)
+
+
+def session_display_name(request: Request) -> str:
+    """The signed-in user's display name ("" when nobody is signed in or none is known)."""
+    user: Any = request.scope.get("session", {}).get("user") if "session" in request.scope else None
+    return str(user.get("display_name") or "") if isinstance(user, dict) else ""
 
 
 def sign_out(request: Request) -> None:
@@ -146,8 +177,19 @@ def signin_url(next_path: str) -> str:
 
 
 def local_path(target: str) -> str:
-    """``target`` if it is a path on this site, else ``/`` (no open redirect)."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """``target`` if it is a path on this site, else ``/`` (no open redirect).
+
+    Refused: anything not starting with one ``/`` (``//host``, ``https://host``), backslashes
+    (browsers read ``/\\host`` as ``//host``) and control characters or spaces (browsers drop
+    tabs and newlines, so ``/\\t/host`` would become ``//host``).
+    """
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(char) <= 0x20 or ord(char) == 0x7F for char in target)
+        or len(target) > 2000
+    ):
         return "/"
     return target
 

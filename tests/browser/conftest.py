@@ -62,12 +62,14 @@ def web_facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facility]
         print(facility.log_path.read_text()[-20_000:])
 
 
-def autoreduce_command(facility: Facility, *args: str) -> str:
-    """Run ``autoreduce ARGS`` against the facility's configuration; its stdout."""
+def autoreduce_command(facility: Facility, *args: str, stdin: str | None = None) -> str:
+    """Run ``autoreduce ARGS`` against the facility's configuration (``stdin`` as its input);
+    its stdout."""
     env = {"AUTOREDUCE_CONFIG": str(facility.root / "autoreduce.toml"), "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
         [sys.executable, "-m", "autoreduce", *args],
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         check=True,
