@@ -23,6 +23,7 @@ from autoreduce.cli import (
     reruns,
     runs,
     services,
+    shipping,
     tokens,
 )
 from autoreduce.cli.startup import AutoreduceGroup
@@ -46,6 +47,7 @@ for command in (
     database.db,
     tokens.token,
     dlq.dlq,
+    shipping.ship_logs,
     # clients of the API (HTTP only)
     runs.runs,
     reruns.reruns,
