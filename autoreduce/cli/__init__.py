@@ -19,6 +19,7 @@ from autoreduce.cli import (
     experiments,
     instruments,
     login,
+    observability,
     reduce,
     reruns,
     runs,
@@ -48,6 +49,7 @@ for command in (
     tokens.token,
     dlq.dlq,
     shipping.ship_logs,
+    observability.observability,
     # clients of the API (HTTP only)
     runs.runs,
     reruns.reruns,
