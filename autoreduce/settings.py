@@ -444,6 +444,48 @@ class AlertSettings(BaseModel):
         return self.latency_target_s
 
 
+class ShippingSettings(BaseModel):
+    """`autoreduce ship-logs`: which JSON-lines files go to which Elasticsearch (8.x)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    elasticsearch_url: SecretStr = Field(
+        default=SecretStr(""),
+        description="Elasticsearch 8.x URL, e.g. `https://shipper:pw@es1:9200`; a comma-separated "
+        "list for several nodes. Empty: ship-logs refuses to start.",
+    )
+    index: str = Field(
+        default="autoreduce-logs",
+        description="The data stream records are created in (the index template matches "
+        "`autoreduce-logs*`).",
+    )
+    paths: list[str] = Field(
+        default_factory=lambda: ["{logs_dir}/*.jsonl*", "{outputs}/**/reduction.jsonl"],
+        description="Glob patterns of the JSON-lines files to tail; `{logs_dir}`, `{outputs}` and "
+        "`{data_dir}` are filled in. Rotated files (`api.jsonl.1`) are followed by identity.",
+    )
+    state_dir: Path | None = Field(
+        default=None, description="Offsets and dead letters; default data_dir/ship-logs."
+    )
+    batch_records: int = Field(
+        default=500, ge=1, le=10_000, description="Records per bulk request."
+    )
+    poll_s: float = Field(
+        default=0.5, gt=0, description="How often files are read for new lines (s)."
+    )
+    scan_s: float = Field(
+        default=5.0, gt=0, description="How often the patterns are globbed again (s)."
+    )
+    max_backoff_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest wait between retries while Elasticsearch is down (s).",
+    )
+    request_timeout_s: float = Field(
+        default=30.0, gt=0, description="One bulk request, at most (s)."
+    )
+
+
 class Settings(BaseSettings):
     """Every setting, its environment variable (``AUTOREDUCE_<NAME>``) and its default."""
 
@@ -608,6 +650,9 @@ class Settings(BaseSettings):
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     ldap: LdapSettings = Field(
         default_factory=LdapSettings, description="Signing in against an LDAP directory."
+    )
+    shipping: ShippingSettings = Field(
+        default_factory=ShippingSettings, description="Shipping logs to Elasticsearch."
     )
     instruments: dict[str, InstrumentConfig] = Field(default_factory=dict)
 

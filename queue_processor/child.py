@@ -23,15 +23,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from autoreduce.failures import ErrorCategory, raising_frame
+from autoreduce.logs import EcsFormatter, run_fields
 from autoreduce.paths import UnsafePathError, relative_name
 from autoreduce.plugin import ReductionContext
 from autoreduce.plugin_manager import Plugins
 from autoreduce.provenance import data_file_facts
+from autoreduce.redaction import SecretScrubber
 
 if TYPE_CHECKING:
     from queue_processor.isolation import ReductionJob
 
 LOG_NAME = "reduction.log"
+JSON_LOG_NAME = "reduction.jsonl"  # the same records in ECS, with the run's identity
 MIB = 1024 * 1024
 PR_SET_PDEATHSIG = 1
 EX_SOFTWARE = 70  # the child's own machinery failed; its log says why
@@ -48,7 +51,9 @@ def _die_with_parent() -> None:
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _log_to(log_path: Path) -> logging.Logger:
+def _log_to(log_path: Path, job: ReductionJob | None = None) -> logging.Logger:
+    """Send fds 1 and 2 and Python logging to ``log_path``; with ``job``, logging to
+    ``reduction.jsonl`` beside it too (ECS, the run's identity in each record, no secrets)."""
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
@@ -61,7 +66,17 @@ def _log_to(log_path: Path) -> logging.Logger:
         root.removeHandler(handler)
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(SecretScrubber())
     root.addHandler(handler)
+    if job is not None:
+        json_handler = logging.FileHandler(log_path.with_name(JSON_LOG_NAME), encoding="utf-8")
+        json_handler.setFormatter(
+            EcsFormatter(
+                "reduction", {**run_fields(job.run, job.run_id), "autoreduce.plugin": job.plugin}
+            )
+        )
+        json_handler.addFilter(SecretScrubber())
+        root.addHandler(json_handler)
     root.setLevel(logging.INFO)
     return logging.getLogger("autoreduce.reduction")
 
@@ -159,7 +174,7 @@ def reduce_job(job: ReductionJob, plugins: Plugins) -> dict[str, object]:
     be read fails the run in category ``data`` without calling the plugin. A failed verdict
     carries its ``category`` and, for an exception, its type and the plugin frame it came from.
     """
-    logger = _log_to(job.work_dir / LOG_NAME)
+    logger = _log_to(job.work_dir / LOG_NAME, job)
     logger.info(
         "reducing %s run %s v%s with plugin %s, variables %s",
         job.run.instrument,

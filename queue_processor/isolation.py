@@ -52,6 +52,7 @@ class ReductionJob:
     work_dir: Path
     timeout_s: float
     memory_mb: int
+    run_id: int | None = None  # the database row, named in the run's ECS log records
 
 
 @dataclass

@@ -20,14 +20,16 @@ from pathlib import Path
 
 from autoreduce.archive import DataFileError, checked_data_file
 from autoreduce.db import Database
-from autoreduce.db.models import ReductionRun, RunStatus
+from autoreduce.db.models import ReductionRun, RunStatus, utcnow
 from autoreduce.failures import ErrorCategory, classify
+from autoreduce.logs import run_fields
 from autoreduce.messages import PENDING_QUEUE, InvalidMessage, parse_run_message
 from autoreduce.paths import UnsafePathError
 from autoreduce.plugin import ReductionResult, RunInfo
 from autoreduce.plugin_approvals import PluginGate
 from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.provenance import ProcessorProvenance
+from autoreduce.run_events import NS_PER_S, final_action, log_run_event, nanoseconds_between
 from autoreduce.settings import Settings
 from autoreduce.transport import Delivery, Transport, open_transport
 from queue_processor.approval import hold_unapproved
@@ -205,6 +207,8 @@ class QueueProcessor:
             processor=self.processor_id,
             max_attempts=self.settings.max_attempts,
         )
+        if claim.decision is Decision.GIVE_UP:
+            log_run_event("run.error", message, message=claim.reason, error__category="crash")
         if claim.decision is Decision.DROP:
             logger.info("run id %s: %s; message acked", message.run_id, claim.reason)
             self.transport.ack(delivery)
@@ -217,6 +221,14 @@ class QueueProcessor:
     def _reduce(self, claim: Claim, delivery: Delivery) -> None:
         run = claim.run
         assert run is not None
+        started = utcnow()
+        log_run_event(
+            "run.started",
+            run,
+            attempt=claim.attempt,
+            processor=self.processor_id,
+            queue_wait_ns=nanoseconds_between(run.queued_at, started),
+        )
         self.heartbeat.holding(run.id, delivery)
         try:
             verdict = self._reduce_held(run, claim.attempt)
@@ -238,9 +250,33 @@ class QueueProcessor:
             f" — {verdict.reason}" if verdict.reason else "",
             claim.attempt,
             verdict.outcome.wall_s if verdict.outcome else 0.0,
+            extra=run_fields(run),
         )
+        self._log_event(run, claim.attempt, verdict)
         if verdict.status.is_final:
             self._notify(run, verdict.status, verdict.outcome)
+
+    def _log_event(self, run: ReductionRun, attempt: int, verdict: Verdict) -> None:
+        """The run event of how this attempt ended (final, or back in the queue)."""
+        reduction_ns = (
+            int(verdict.outcome.wall_s * NS_PER_S) if verdict.outcome is not None else None
+        )
+        if not verdict.status.is_final:
+            log_run_event("run.requeued", run, attempt=attempt, reason=verdict.reason or "released")
+            return
+        outcome = verdict.outcome
+        category = (outcome.category or "plugin") if outcome and not outcome.ok else None
+        log_run_event(
+            final_action(verdict.status.value),
+            run,
+            duration_ns=reduction_ns,
+            attempt=attempt,
+            processor=self.processor_id,
+            reason=verdict.reason or None,
+            reduction_ns=reduction_ns,
+            detection_to_final_ns=nanoseconds_between(run.detected_at or run.queued_at, utcnow()),
+            error__category=category,
+        )
 
     def _reduce_held(self, run: ReductionRun, attempt: int) -> Verdict:
         """Reduce a run this processor holds; how it ended and what to do with its message."""
@@ -289,6 +325,7 @@ class QueueProcessor:
             work_dir=work_dir,
             timeout_s=config.timeout_s,
             memory_mb=config.memory_mb,
+            run_id=run.id,
         )
         shipper = LogShipper(
             self.database,
@@ -346,7 +383,11 @@ class QueueProcessor:
             failure=failure,
             provenance=provenance,
         ):
-            logger.warning("%s: another processor took the run over; result discarded", _label(run))
+            logger.warning(
+                "%s: another processor took the run over; result discarded",
+                _label(run),
+                extra=run_fields(run),
+            )
         status = RunStatus.COMPLETED if outcome.ok else RunStatus.ERROR
         return Verdict(status, settle, outcome.reason, outcome)
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import selectinload
 from autoreduce.audit import Actor, record_event
 from autoreduce.db import Database
 from autoreduce.db.models import ReductionRun, RunStatus, utcnow
+from autoreduce.run_events import log_run_event, nanoseconds_between
 from autoreduce.state_machine import cancelled_message, transition
 
 
@@ -61,6 +62,12 @@ def cancel_run_version(
             )
         now = utcnow()
         if status is RunStatus.QUEUED:
+            log_run_event(
+                "run.cancelled",
+                run,
+                cancelled_by=by,
+                detection_to_final_ns=nanoseconds_between(run.detected_at or run.queued_at, now),
+            )
             transition(
                 session,
                 run.id,

@@ -25,8 +25,10 @@ from autoreduce.archive import (
 from autoreduce.audit import Actor, record_event
 from autoreduce.db.models import Instrument, OutboxMessage, ReductionRun, RunStatus, utcnow
 from autoreduce.failures import ErrorCategory, classify
+from autoreduce.logs import run_fields
 from autoreduce.messages import PENDING_QUEUE, RunMessage
 from autoreduce.nexus import RunMetadata
+from autoreduce.run_events import final_action, log_run_event, nanoseconds_between
 from autoreduce.state_machine import held_message, one_line
 from autoreduce.variables import VariableError
 from rest_api.dependencies import ApiState
@@ -154,7 +156,7 @@ def audit_run(
 
 
 def announce(state: ApiState, run: ReductionRun) -> None:
-    """Log a recorded run and wake the outbox relay if it has a message to send."""
+    """Log a recorded run (and its run event) and wake the outbox relay if it has a message."""
     logger.info(
         "recorded run %s %d v%d as %s (id %d)",
         run.instrument,
@@ -162,6 +164,14 @@ def announce(state: ApiState, run: ReductionRun) -> None:
         run.run_version,
         run.status,
         run.id,
+        extra=run_fields(run),
+    )
+    log_run_event(
+        final_action(run.status) if run.status != RunStatus.QUEUED else "run.queued",
+        run,
+        reason=run.reason,
+        submitted_by=run.submitted_by,
+        detection_to_queued_ns=nanoseconds_between(run.detected_at, run.queued_at),
     )
     if run.status == RunStatus.QUEUED:
         state.relay.wake()

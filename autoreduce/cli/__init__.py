@@ -21,12 +21,14 @@ from autoreduce.cli import (
     experiments,
     instruments,
     login,
+    observability,
     plugins,
     queue_ops,
     reduce,
     reruns,
     runs,
     services,
+    shipping,
     tokens,
     users,
 )
@@ -56,6 +58,8 @@ for command in (
     users.user,
     dlq.dlq,
     alerts.alerts,
+    shipping.ship_logs,
+    observability.observability,
     # clients of the API (HTTP only)
     runs.runs,
     reruns.reruns,

@@ -235,7 +235,7 @@ def test_a_processor_logs_to_one_file_per_service_name_with_its_id_in_each_recor
         _, stderr = process.communicate(timeout=60)
 
     records = [json.loads(line) for line in (logs / log_name).read_text().splitlines()]
-    assert {r["processor"] for r in records} == {"p-test"}
+    assert {r["autoreduce"]["processor"] for r in records} == {"p-test"}
     assert [p.name for p in logs.iterdir()] == [log_name]
     assert b"Context impl" not in stderr
 
