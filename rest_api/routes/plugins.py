@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from autoreduce.plugin_approvals import ApprovalState, PluginStatus, decide, statuses
 from autoreduce.plugin_manager import PluginRelease
@@ -37,7 +38,8 @@ class PluginItem(BaseModel):
     instruments: list[str] = Field(description="The configured instruments that use it.")
 
 
-def _item(state: ApiState, status: PluginStatus) -> PluginItem:
+def plugin_item(state: ApiState, status: PluginStatus) -> PluginItem:
+    """What the API (and the admin page) shows of one plugin's verdict."""
     approved = status.state is ApprovalState.APPROVED and status.decided_by is not None
     release = status.release
     return PluginItem(
@@ -77,15 +79,22 @@ def _release(state: ApiState, name: str) -> PluginRelease:
 def list_plugins(state: StateDep, session: SessionDep, _caller: ReaderDep) -> list[PluginItem]:
     """Each installed plugin: distribution, version, approval state, who approved it and when,
     the instruments that use it."""
+    return plugin_items(state, session)
+
+
+def plugin_items(state: ApiState, session: Session) -> list[PluginItem]:
+    """Every plugin installed here with its verdict, by name (the API list and the admin page)."""
     releases = sorted(state.plugin_gate.releases.values(), key=lambda release: release.name)
-    return [_item(state, status) for status in statuses(session, releases)]
+    return [plugin_item(state, status) for status in statuses(session, releases)]
 
 
 PluginName = Annotated[str, Path(max_length=100, description="The plugin's entry-point name.")]
 AdminDep = Annotated[Caller, Depends(require_role("admin"))]
 
 
-def _decide(state: ApiState, name: str, verdict: ApprovalState, caller: Caller) -> PluginItem:
+def decide_plugin(state: ApiState, name: str, verdict: ApprovalState, caller: Caller) -> PluginItem:
+    """Record ``caller``'s verdict on the installed plugin ``name`` (audited); approving wakes the
+    relay so the runs held for it go out now. 404 if not installed, 409 if it needs no verdict."""
     release = _release(state, name)
     try:
         status = decide(state.database, release, verdict, caller.actor)
@@ -93,16 +102,16 @@ def _decide(state: ApiState, name: str, verdict: ApprovalState, caller: Caller) 
         raise HTTPException(status_code=409, detail=str(error)) from None
     if verdict is ApprovalState.APPROVED:
         state.relay.wake()  # its held runs go out now
-    return _item(state, status)
+    return plugin_item(state, status)
 
 
 @router.post("/{name}/approve", response_model=PluginItem, responses=problems(401, 403, 404, 409))
 def approve_plugin(name: PluginName, state: StateDep, caller: AdminDep) -> PluginItem:
     """Approve the plugin at the version installed here; its held runs are then reduced."""
-    return _decide(state, name, ApprovalState.APPROVED, caller)
+    return decide_plugin(state, name, ApprovalState.APPROVED, caller)
 
 
 @router.post("/{name}/revoke", response_model=PluginItem, responses=problems(401, 403, 404, 409))
 def revoke_plugin(name: PluginName, state: StateDep, caller: AdminDep) -> PluginItem:
     """Revoke the plugin at the version installed here; its new runs are held until approved."""
-    return _decide(state, name, ApprovalState.REVOKED, caller)
+    return decide_plugin(state, name, ApprovalState.REVOKED, caller)

@@ -25,7 +25,7 @@ from autoreduce.dead_letters import (
 )
 from autoreduce.queue_status import QueueStatus, queue_status
 from rest_api.auth import Caller, require_role
-from rest_api.dependencies import StateDep
+from rest_api.dependencies import ApiState, StateDep
 from rest_api.problems import problems
 
 router = APIRouter(prefix="/api/v1", tags=["queue"])
@@ -64,7 +64,8 @@ def _when(letter: DeadLetter) -> datetime | None:
         return None
 
 
-def _item(letter: DeadLetter) -> DeadLetterItem:
+def dead_letter_item(letter: DeadLetter) -> DeadLetterItem:
+    """What the API (and the admin page) shows of one dead letter."""
     return DeadLetterItem(
         id=letter.message_id,
         run=letter.run,
@@ -95,7 +96,7 @@ def get_dead_letters(
     ] = 100,
 ) -> list[DeadLetterItem]:
     """Dead letters, oldest first: id, run, reason, when."""
-    return [_item(letter) for letter in list_dead_letters(state.transport, limit)]
+    return [dead_letter_item(letter) for letter in list_dead_letters(state.transport, limit)]
 
 
 @router.get(
@@ -106,7 +107,9 @@ def get_dead_letter(state: StateDep, _caller: AdminDep, message_id: LetterId) ->
     letter = find_dead_letter(state.transport, message_id)
     if letter is None:
         raise _not_found(message_id)
-    return DeadLetterDetail(**_item(letter).model_dump(), headers=letter.headers, body=letter.body)
+    return DeadLetterDetail(
+        **dead_letter_item(letter).model_dump(), headers=letter.headers, body=letter.body
+    )
 
 
 @router.post(
@@ -119,6 +122,15 @@ def replay_dead_letter(state: StateDep, caller: AdminDep, message_id: LetterId) 
 
     409 when its run is already Completed, Error, Skipped or Cancelled: replaying would do
     nothing; the letter stays, and the detail names the re-run to submit instead.
+    """
+    letter = replay_letter(state, caller, message_id)
+    return ReplayResult(replayed=dead_letter_item(letter), to_queue=letter.original_queue)
+
+
+def replay_letter(state: ApiState, caller: Caller, message_id: str) -> DeadLetter:
+    """Put the dead letter ``message_id`` back on its queue, audited (the API and the admin page).
+
+    Raises 404 if there is no such letter, 409 (the letter stays) if its run is already final.
     """
     found = find_dead_letter(state.transport, message_id)
     if found is None:
@@ -138,12 +150,18 @@ def replay_dead_letter(state: StateDep, caller: AdminDep, message_id: LetterId) 
             instrument=_instrument(letter),
             details={"message_id": letter.message_id, "to_queue": letter.original_queue},
         )
-    return ReplayResult(replayed=_item(letter), to_queue=letter.original_queue)
+    return letter
 
 
 @router.delete("/dead-letters/{message_id}", status_code=204, responses=problems(401, 403, 404))
 def purge_dead_letter(state: StateDep, caller: AdminDep, message_id: LetterId) -> Response:
     """Delete one dead letter for good."""
+    purge_letter(state, caller, message_id)
+    return Response(status_code=204)
+
+
+def purge_letter(state: ApiState, caller: Caller, message_id: str) -> DeadLetter:
+    """Delete the dead letter ``message_id`` for good, audited; 404 if there is none."""
     letter = purge_one(state.transport, message_id)
     if letter is None:
         raise _not_found(message_id)
@@ -156,7 +174,7 @@ def purge_dead_letter(state: StateDep, caller: AdminDep, message_id: LetterId) -
             instrument=_instrument(letter),
             details={"message_id": letter.message_id, "reason": letter.reason[:300]},
         )
-    return Response(status_code=204)
+    return letter
 
 
 def _instrument(letter: DeadLetter) -> str | None:

@@ -59,10 +59,11 @@ def test_an_admin_creates_a_token_sees_its_secret_once_and_revokes_it(
     expect(page.get_by_role("heading", name="Audit trail")).to_be_visible()
     assert_accessible(page)
 
-    page.get_by_label("Name").fill(name)
-    page.get_by_label("Role").select_option("scientist")
-    page.get_by_label("GEM", exact=True).check()
-    page.get_by_role("button", name="Create token").click()
+    form = page.get_by_role("group", name="Create a token")
+    form.get_by_label("Name").fill(name)
+    form.get_by_label("Role").select_option("scientist")
+    form.get_by_label("GEM", exact=True).check()
+    form.get_by_role("button", name="Create token").click()
 
     expect(page.get_by_role("heading", name=f"Token {name} created")).to_be_visible()
     secret = page.get_by_label("Token").input_value()
