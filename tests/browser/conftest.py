@@ -52,7 +52,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture(scope="session")
 def web_facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facility]:
-    """One ``autoreduce up`` for the session, public-read (make tokens with ``autoreduce_command``)."""
+    """One public-read ``autoreduce up`` for the session (tokens: ``autoreduce_command``)."""
     root = tmp_path_factory.mktemp("web")
     facility = start_facility(root, INSTRUMENTS, processors=2)
     try:
