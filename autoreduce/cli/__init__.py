@@ -3,8 +3,9 @@
 This package is the only part of ``autoreduce`` that imports the service packages
 (``rest_api``, ``run_detection``, ``queue_processor``), and each subcommand imports its service
 only when it runs, so ``autoreduce --help`` stays quick. The client commands (``runs``,
-``reruns``, ``failures``, ``instruments``, ``rules``, ``experiments``, ``login``) import none:
-they talk to the API over HTTP (:mod:`autoreduce.cli.client`).
+``reruns``, ``failures``, ``instruments``, ``rules``, ``experiments``, ``plugins``, ``login``)
+import none: they talk to the API over HTTP (:mod:`autoreduce.cli.client`); ``plugins --local``
+acts on this host's database instead.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from autoreduce.cli.startup import AutoreduceGroup
 @click.group(
     cls=AutoreduceGroup,
     epilog="The client commands (runs, reruns, failures, instruments, rules, experiments, "
-    "login) exit 0 done, 1 the API said no (4xx), 2 usage error, 3 the API cannot be reached, "
-    "4 not signed in or not allowed (401/403), 5 the API failed (5xx).",
+    "plugins, login) exit 0 done, 1 the API said no (4xx), 2 usage error, 3 the API cannot be "
+    "reached, 4 not signed in or not allowed (401/403), 5 the API failed (5xx).",
 )
 @click.version_option(__version__, prog_name="autoreduce")
 def main() -> None:
@@ -68,10 +69,10 @@ for command in (
     instruments.rules,
     experiments.experiments,
     login.login,
+    plugins.plugins,  # and, with --local, on this host's database
     # operators' tools on the database and the broker
     queue_ops.queue,
     queue_ops.processors,
-    plugins.plugins,
 ):
     main.add_command(command)
 

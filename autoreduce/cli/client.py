@@ -1,7 +1,8 @@
 """What every client command shares: the API, ``--json``, and exit codes that mean something.
 
 The client commands (``runs``, ``reruns``, ``failures``, ``instruments``, ``rules``,
-``experiments``, ``login``) talk to the API over HTTP only; they never import ``rest_api``.
+``experiments``, ``plugins``, ``login``) talk to the API over HTTP only; they never import
+``rest_api``.
 People get tables (rich); ``--json`` prints the API's JSON, one document, for scripts.
 
 Exit codes: 0 done; 1 the API said no (a 4xx, its ``detail`` printed); 2 a usage or

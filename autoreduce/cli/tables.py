@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 STATUS_STYLES = {
     "Completed": "green",
@@ -176,3 +176,30 @@ def experiment(out: Console, item: dict[str, Any]) -> None:
     )
     out.print(f"first run {_when(item['first_run_at'])}, last {_when(item['last_run_at'])}")
     run_page(out, item["runs"])
+
+
+def plugins(out: Console, items: list[dict[str, Any]]) -> None:
+    table = Table(
+        Column("plugin", no_wrap=True),
+        Column("release", no_wrap=True),
+        Column("state", no_wrap=True),
+        "decided",
+        "instruments",
+    )
+    styles = {"approved": "green", "revoked": "red", "pending": "yellow"}
+    for item in items:
+        decided = f"{item['decided_by']} {_when(item['decided_at'])}" if item["decided_by"] else ""
+        table.add_row(
+            item["name"],
+            f"{item['distribution']} {item['version']}" if item["distribution"] else "in-process",
+            f"[{styles.get(item['state'], '')}]{item['state']}[/]",
+            _escape(decided),
+            ", ".join(item["instruments"]),
+        )
+    out.print(table)
+    out.print(f"{len(items)} plugin(s)")
+
+
+def plugin_verdicts(out: Console, items: list[dict[str, Any]]) -> None:
+    for item in items:
+        out.print(f"{item['state']} {item['name']} {item['version']} ({item['distribution']})")

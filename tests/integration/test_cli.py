@@ -262,21 +262,40 @@ def test_plugins_approve_builtin_then_list_shows_them_approved_by_the_operator(
     tmp_path: Path,
 ) -> None:
     approved = autoreduce("plugins", "approve", "--builtin", cwd=tmp_path)
-    listed = autoreduce("plugins", "list", cwd=tmp_path)
+    listed = autoreduce("plugins", "list", "--local", "--json", cwd=tmp_path)
 
     assert approved.returncode == 0, approved.stderr
     assert "approved noop" in approved.stdout
-    rows = {line.split("\t")[0]: line.split("\t") for line in listed.stdout.splitlines()}
-    assert rows["noop"][1:4] == ["autoreduce", __version__, "approved"]
-    assert rows["noop"][4].startswith("cli:")
+    noop = {item["name"]: item for item in json.loads(listed.stdout)}["noop"]
+    assert (noop["distribution"], noop["version"], noop["state"]) == (
+        "autoreduce",
+        __version__,
+        "approved",
+    )
+    assert noop["approved_by"].startswith("cli:")
+
+
+def test_plugins_revoke_local_then_list_for_people_shows_it_revoked(tmp_path: Path) -> None:
+    revoked = autoreduce("plugins", "revoke", "noop", "--local", "--json", cwd=tmp_path)
+    listed = autoreduce("plugins", "list", "--local", cwd=tmp_path)
+
+    assert revoked.returncode == 0, revoked.stderr
+    [noop] = json.loads(revoked.stdout)
+    assert (noop["name"], noop["state"], noop["approved_by"]) == ("noop", "revoked", None)
+    assert noop["decided_by"].startswith("cli:")
+    [row] = [line for line in listed.stdout.splitlines() if " noop " in line]
+    assert f"autoreduce {__version__}" in row and "revoked" in row
 
 
 @pytest.mark.parametrize(
     ("args", "code", "says"),
     [
-        (["approve", "nope"], 1, "no plugin named nope is installed (installed: noop"),
+        (["approve", "nope", "--local"], 1, "no plugin named nope is installed (installed: noop"),
         (["approve"], 2, "name a plugin, or give --builtin"),
         (["revoke"], 2, "Missing argument"),
+        (["list", "--local", "--api-url", "http://h"], 2, "--local acts on this host"),
+        (["list", "--api-url", "http://127.0.0.1:9"], 3, "cannot reach the API at http://127"),
+        (["approve", "noop", "--api-url", "http://127.0.0.1:9"], 3, "cannot reach the API"),
     ],
 )
 def test_plugins_commands_refuse_bad_input_in_one_line(

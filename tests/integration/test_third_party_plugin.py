@@ -2,12 +2,13 @@
 
 The test writes a tiny package with an ``autoreduce.plugins`` entry point, installs it with pip
 into a temporary environment that sees this project's environment, and runs ``autoreduce up``
-and ``autoreduce plugins approve`` from that environment. Version 1.0 is held until approved,
-then reduced; upgrading the package to 1.1 holds the next run again.
+and ``autoreduce plugins approve --local`` from that environment. Version 1.0 is held until
+approved, then reduced; upgrading the package to 1.1 holds the next run again.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import site
 import subprocess
@@ -158,8 +159,15 @@ def test_a_new_plugin_is_held_until_approved_and_its_upgrade_is_held_again(
     instruments = {"TINY": {"plugin": "tiny"}}
     facility = start_facility(tmp_path, instruments, processors=1, python=plugin_environment.python)
     facility_in.append(facility)
-    listed = _autoreduce(plugin_environment, tmp_path, "plugins", "list")
-    assert f"tiny\t{DISTRIBUTION}\t1.0\tpending" in listed
+    listed = json.loads(
+        _autoreduce(plugin_environment, tmp_path, "plugins", "list", "--local", "--json")
+    )
+    tiny = {item["name"]: item for item in listed}["tiny"]
+    assert (tiny["distribution"], tiny["version"], tiny["state"]) == (
+        DISTRIBUTION,
+        "1.0",
+        "pending",
+    )
 
     facility.play("TINY", 1)
     held = _held(facility, 1)
@@ -168,7 +176,7 @@ def test_a_new_plugin_is_held_until_approved_and_its_upgrade_is_held_again(
         "held: plugin tiny 1.0 is pending approval",
     )
 
-    _autoreduce(plugin_environment, tmp_path, "plugins", "approve", "tiny")
+    _autoreduce(plugin_environment, tmp_path, "plugins", "approve", "tiny", "--local")
     done = facility.wait_final("TINY", 1)
     assert done["status"] == "Completed", done
     assert _tiny_output(facility, done) == "1.0 1\n"
@@ -181,7 +189,7 @@ def test_a_new_plugin_is_held_until_approved_and_its_upgrade_is_held_again(
     upgraded.play("TINY", 2)
     assert _held(upgraded, 2)["message"] == "held: plugin tiny 1.1 is pending approval"
 
-    _autoreduce(plugin_environment, tmp_path, "plugins", "approve", "tiny")
+    _autoreduce(plugin_environment, tmp_path, "plugins", "approve", "tiny", "--local")
     again = upgraded.wait_final("TINY", 2)
     assert again["status"] == "Completed", again
     assert _tiny_output(upgraded, again) == "1.1 2\n"
