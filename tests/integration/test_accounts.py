@@ -136,7 +136,7 @@ def test_each_change_is_an_audit_event_without_the_password(database: Database) 
     set_password(database, "ada", "a new passphrase", actor=ADMIN)
     disable_account(database, "ada", actor=ADMIN)
 
-    recorded = events(database)
+    recorded = [e for e in events(database) if e.action.startswith("user.")]
     assert [(e.action, e.target, e.actor) for e in recorded] == [
         ("user.create", "user ada", "cli:tester"),
         ("user.passwd", "user ada", "cli:tester"),
