@@ -655,3 +655,34 @@ def test_alerts_list_prints_the_firing_alerts_and_json_for_scripts(
     assert abs((fired_at - now).total_seconds()) < 1
     assert isinstance(by_rule["run_error"]["id"], int)
     assert [a["rule"] for a in json.loads(after.stdout)] == ["no_processor"]
+
+
+def test_up_supervises_a_real_alert_evaluator_that_delivers(
+    webhook: WebhookReceiver, tmp_path: Any
+) -> None:
+    """The service ``autoreduce up`` adds is a real ``autoreduce alerts run`` process: with no
+    processor alive it sends ``no_processor`` to the webhook, then stops on SIGTERM."""
+    from autoreduce.local import local_supervisor
+    from autoreduce.supervisor import Supervisor
+    from tests.polling import wait_for
+
+    config = tmp_path / "autoreduce.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n'
+        "[alerts]\ninterval_s = 0.2\n"
+        f"disabled_rules = {json.dumps(only('no_processor'))}\n"
+        f'[[alerts.webhooks]]\nurl = "{webhook.url}"\n'
+    )
+    settings = Settings(data_dir=tmp_path / "data", alerts={"webhooks": [{"url": webhook.url}]})
+    whole = local_supervisor(settings, host="127.0.0.1", port=1, processors=1, config_path=config)
+    [alerts] = [service for service in whole.services if service.name == "alerts"]
+    alerts.console_log = tmp_path / "alerts.console.log"
+    supervisor = Supervisor([alerts], stop_timeout_s=20)
+    supervisor.start()
+    try:
+        wait_for(lambda: webhook.bodies, timeout_s=60, what="the evaluator's first message")
+    finally:
+        supervisor.stop()
+
+    assert events(webhook) == [("firing", "no_processor", None)]
+    assert alerts.process is not None and alerts.process.returncode == 0
