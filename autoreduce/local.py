@@ -28,6 +28,11 @@ def local_detector_token(settings: Settings, database: Database) -> str:
     return secret
 
 
+def alerts_configured(settings: Settings) -> bool:
+    """True when alerts have somewhere to go (a webhook or an SMTP server)."""
+    return bool(settings.alerts.webhooks or settings.alerts.email.smtp_host)
+
+
 def local_supervisor(
     settings: Settings,
     *,
@@ -38,7 +43,8 @@ def local_supervisor(
     config_path: Path | None = None,
     quiet: bool = False,
 ) -> Supervisor:
-    """A supervisor of the API, the detector and ``processors`` queue processors.
+    """A supervisor of the API, the detector, ``processors`` queue processors and, when alerts are
+    configured (:func:`alerts_configured`), the alert evaluator (``autoreduce alerts run``).
 
     ``quiet`` sends each service's console to ``<logs_dir>/<service>.console.log``.
     """
@@ -63,6 +69,8 @@ def local_supervisor(
             for n in range(1, processors + 1)
         ),
     ]
+    if alerts_configured(settings):
+        services.append(Service("alerts", ["alerts", "run"], common))
     if quiet:
         for service in services:
             service.console_log = settings.logs_dir / f"{service.name}.console.log"

@@ -72,10 +72,20 @@ class Receiver(Protocol):
         ...
 
 
+def slack_escape(text: str) -> str:
+    """``text`` with Slack's control characters ``&``, ``<`` and ``>`` as HTML entities.
+
+    Slack reads ``<...>`` as a link or a mention (``<!channel>`` would notify a whole channel),
+    so a summary quoting an error such as ``KeyError: <entry>`` must be escaped; Mattermost's
+    markdown shows the entities as the characters.
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def webhook_body(message: AlertMessage, shape: str) -> dict[str, Any]:
     """The JSON a webhook of ``shape`` (json, slack, teams) accepts."""
     if shape == "slack":  # Slack and Mattermost incoming webhooks
-        return {"text": f"*{message.title}*\n{message.summary}"}
+        return {"text": slack_escape(f"*{message.title}*\n{message.summary}")}
     if shape == "teams":  # an Office 365 connector MessageCard
         return {
             "@type": "MessageCard",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -71,7 +72,8 @@ def alerts_test() -> None:
 
 
 @alerts.command("list")
-def alerts_list() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of lines.")
+def alerts_list(as_json: bool) -> None:
     """The alerts firing now: id, since, rule, instrument, summary."""
     from autoreduce.alerts import active_alerts
 
@@ -80,6 +82,20 @@ def alerts_list() -> None:
         firing = active_alerts(database)
     finally:
         database.dispose()
+    if as_json:
+        document = [
+            {
+                "id": alert.id,
+                "rule": alert.rule,
+                "instrument": alert.instrument,
+                "summary": alert.summary,
+                "details": alert.details,
+                "fired_at": alert.fired_at.isoformat(),
+            }
+            for alert in firing
+        ]
+        click.echo(json.dumps(document, indent=2, default=str))
+        return
     for alert in firing:
         click.echo(
             f"{alert.id}\t{alert.fired_at.isoformat(timespec='seconds')}\t{alert.rule}\t"

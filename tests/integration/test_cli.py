@@ -306,3 +306,17 @@ def test_plugins_commands_refuse_bad_input_in_one_line(
     assert result.returncode == code
     assert says in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_up_runs_the_alert_evaluator_only_when_alerts_have_a_receiver(tmp_path: Path) -> None:
+    from autoreduce.local import local_supervisor
+    from autoreduce.settings import Settings
+
+    def services(**alerts: object) -> list[list[str]]:
+        settings = Settings(data_dir=tmp_path / "data", alerts=alerts)
+        supervisor = local_supervisor(settings, host="127.0.0.1", port=1, processors=1)
+        return [s.args for s in supervisor.services if s.name == "alerts"]
+
+    assert services() == []
+    assert services(webhooks=[{"url": "http://127.0.0.1:1/hook"}]) == [["alerts", "run"]]
+    assert services(email={"smtp_host": "127.0.0.1"}) == [["alerts", "run"]]
