@@ -1,0 +1,40 @@
+"""Bench table (f)'s loader fills a migrated database in issue 14's shape, on both databases."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from autoreduce.db import Database
+from autoreduce.db.models import Instrument, ReductionRun, RunOutput
+from bench import scale
+
+
+def test_loader_fills_the_migrated_schema_in_the_issue_14_shape(database: Database) -> None:
+    stats = scale.load(database.url, 2100)
+
+    with database.read_session() as session:
+        versions = session.scalar(select(func.count()).select_from(ReductionRun))
+        reruns = session.scalar(select(func.count()).where(ReductionRun.run_version == 1))
+        errors = session.scalar(select(func.count()).where(ReductionRun.status == "Error"))
+        outputs = session.scalar(select(func.count()).select_from(RunOutput))
+        instruments = session.scalar(select(func.count()).select_from(Instrument))
+    shape = scale.Shape(2100)
+    assert instruments == len(scale.INSTRUMENTS)
+    assert versions == stats.versions == len(scale.INSTRUMENTS) * shape.runs_per_instrument + reruns
+    assert 0.02 * versions < reruns < 0.09 * versions
+    assert 0 < errors == stats.errors < 0.07 * versions
+    assert outputs == stats.outputs and abs(outputs / versions - 2.5) < 0.01
+
+
+def test_the_chosen_run_has_two_versions(database: Database) -> None:
+    scale.load(database.url, 2100)
+    shape = scale.Shape(2100)
+
+    with database.read_session() as session:
+        refs = session.scalars(
+            select(ReductionRun.experiment_ref).where(
+                ReductionRun.instrument == shape.instrument,
+                ReductionRun.run_number == shape.run_number,
+            )
+        ).all()
+    assert refs == [shape.experiment, shape.experiment]
