@@ -13,11 +13,13 @@ def test_loader_fills_the_migrated_schema_in_the_issue_14_shape(database: Databa
     stats = scale.load(database.url, 2100)
 
     with database.read_session() as session:
-        versions = session.scalar(select(func.count()).select_from(ReductionRun))
-        reruns = session.scalar(select(func.count()).where(ReductionRun.run_version == 1))
-        errors = session.scalar(select(func.count()).where(ReductionRun.status == "Error"))
-        outputs = session.scalar(select(func.count()).select_from(RunOutput))
-        instruments = session.scalar(select(func.count()).select_from(Instrument))
+        versions = int(session.scalar(select(func.count()).select_from(ReductionRun)) or 0)
+        reruns = int(session.scalar(select(func.count()).where(ReductionRun.run_version == 1)) or 0)
+        errors = int(
+            session.scalar(select(func.count()).where(ReductionRun.status == "Error")) or 0
+        )
+        outputs = int(session.scalar(select(func.count()).select_from(RunOutput)) or 0)
+        instruments = int(session.scalar(select(func.count()).select_from(Instrument)) or 0)
     shape = scale.Shape(2100)
     assert instruments == len(scale.INSTRUMENTS)
     assert versions == stats.versions == len(scale.INSTRUMENTS) * shape.runs_per_instrument + reruns
