@@ -1,8 +1,8 @@
-"""``python -m bench [--quick] [--only a,b,c,d,e] [--runs N]``: print the benchmark tables.
+"""``python -m bench [--quick] [--only a,b,c,d,e,f] [--runs N]``: print the benchmark tables.
 
 (a) lastruns.txt written → run Queued; (b) throughput and orchestration overhead per
 configuration; (c) the same workload through Celery; (d) memory per service; (e) the API under
-20 concurrent clients. Everything runs on
+20 concurrent clients; (f) the pages and API reads at a facility's history. Everything runs on
 real services (MariaDB, RabbitMQ, and ActiveMQ / RabbitMQ STOMP when the STOMP transport
 exists) with a fresh database each, and stops every process it starts, even on Ctrl-C.
 """
@@ -16,13 +16,13 @@ import time
 from datetime import UTC, datetime
 from types import FrameType
 
-from bench import api_load, celery_baseline, detection, throughput
+from bench import api_load, celery_baseline, detection, scale, throughput
 from bench.brokers import CONFIGS
 from bench.harness import MYSQL_SERVER, one_line
 from bench.memory import MemoryRow, memory_table
 from bench.report import Table, machine_table
 
-TABLES = ("a", "b", "c", "d", "e")
+TABLES = ("a", "b", "c", "d", "e", "f")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -32,6 +32,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="runs per workload of (b) and (c)")
     parser.add_argument("--writes", type=int, help="lastruns.txt writes of (a)")
     parser.add_argument("--requests", type=int, help="HTTP requests of (e), all clients")
+    parser.add_argument("--scale", type=int, help="run versions loaded for (f)")
     args = parser.parse_args(argv)
     args.only = {part.strip() for part in args.only.split(",") if part.strip()}
     if not args.only <= set(TABLES):
@@ -39,6 +40,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args.runs = args.runs or (100 if args.quick else 500)
     args.writes = args.writes or (30 if args.quick else 100)
     args.requests = args.requests or (1000 if args.quick else 2000)
+    if args.scale is None:
+        args.scale = 100_000 if args.quick else 1_000_000
+    elif args.scale < 1:
+        parser.error("--scale takes a positive number of run versions")
     return args
 
 
@@ -95,6 +100,9 @@ def run(args: argparse.Namespace) -> None:
             _failed("(e)", error)
         else:
             _show(api_load.api_load_table(loaded), started)
+    if "f" in args.only:
+        started = time.monotonic()
+        _show(scale.scale_table(scale.measure(args.scale)), started)
     print(f"total {time.monotonic() - began:.0f} s")
 
 

@@ -77,18 +77,23 @@ def wait_for_mariadb(timeout_s: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def fresh_database(kind: DatabaseKind, work_dir: Path) -> Iterator[str]:
-    """The URL of a new, migrated database; a MariaDB one is dropped on exit."""
+def fresh_database(kind: DatabaseKind, work_dir: Path, name: str = "") -> Iterator[str]:
+    """The URL of a new, migrated database; a MariaDB one is dropped on exit.
+
+    A MariaDB database is ``autoreduce_bench_<random>``, or ``name`` (dropped first if a run
+    that was killed left it behind).
+    """
     if kind == "sqlite":
         url = f"sqlite:///{work_dir / 'autoreduce.db'}"
         _migrate(url)
         yield url
         return
     wait_for_mariadb()
-    name = f"autoreduce_bench_{uuid.uuid4().hex[:12]}"
+    name = name or f"autoreduce_bench_{uuid.uuid4().hex[:12]}"
     server = create_engine(MYSQL_SERVER, isolation_level="AUTOCOMMIT")
     try:
         with server.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name}"))
             connection.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
         url = f"{MYSQL_SERVER}/{name}?charset=utf8mb4"
         _migrate(url)
