@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import re
-import secrets
-from base64 import b64encode
 from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
-from itsdangerous import TimestampSigner
 
-from rest_api.web.session import SESSION_COOKIE, session_secret
 from tests.api_client import RUNS, run_body
+from tests.integration import web_session
 
 HTML = {"Accept": "text/html"}
 
 
 def sign_in(client: TestClient, name: str, role: str, *instruments: str) -> str:
     """Give ``client`` a signed session for this user; its CSRF token."""
-    csrf = secrets.token_urlsafe(16)
-    payload = {
-        "user": {"name": name, "role": role, "instruments": list(instruments), "source": "test"},
-        "csrf": csrf,
-    }
-    key = session_secret(client.app.state.api.settings)  # type: ignore[attr-defined]
-    cookie = TimestampSigner(key).sign(b64encode(json.dumps(payload).encode())).decode()
-    client.cookies.set(SESSION_COOKIE, cookie)
-    return csrf
+    return web_session.sign_in(client, name, role, instruments)
 
 
 @pytest.fixture

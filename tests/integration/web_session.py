@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import secrets
-from base64 import b64encode
 
 from fastapi.testclient import TestClient
-from itsdangerous import TimestampSigner
 
-from rest_api.web.session import SESSION_COOKIE, session_secret
+from rest_api.web.session import SESSION_COOKIE, encode_session, session_secret
 
 HTML = {"Accept": "text/html"}
 
@@ -22,6 +19,5 @@ def sign_in(client: TestClient, name: str, role: str, instruments: tuple[str, ..
         "csrf": csrf,
     }
     key = session_secret(client.app.state.api.settings)  # type: ignore[attr-defined]
-    value = TimestampSigner(key).sign(b64encode(json.dumps(payload).encode())).decode()
-    client.cookies.set(SESSION_COOKIE, value)
+    client.cookies.set(SESSION_COOKIE, encode_session(key, payload))
     return csrf
