@@ -1,6 +1,8 @@
 """The web UI in a real browser: Debian's chromium driven by Playwright, against ``autoreduce up``.
 
-One browser and one facility per test session (a browser costs ≈ 0.9 GB across its processes);
+One browser and one facility for the browser tests (a browser costs ≈ 0.9 GB across its processes),
+closed as soon as the last of them has run (package scope: a Playwright session left open while the
+other suites fork and restart services has hung at the end of the run);
 each test gets a fresh browser context (its own cookies) and page. :func:`assert_accessible` runs
 axe-core (shipped by ``axe-playwright-python``, offline) over the page and fails on serious or
 critical violations.
@@ -37,20 +39,20 @@ INSTRUMENTS: dict[str, dict[str, Any]] = {
 """The instruments of the facility every browser test shares (``noop``: fast reductions)."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield browser
     browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def web_facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facility]:
     """One public-read ``autoreduce up`` for the session (tokens: ``autoreduce_command``)."""
     root = tmp_path_factory.mktemp("web")

@@ -33,6 +33,7 @@ from autoreduce.transport.sql import SqlTransport
 from queue_processor.heartbeat import Heartbeat
 from queue_processor.worker import QueueProcessor
 from tests.api_client import RUNS, run_body
+from tests.conftest import approve_builtin_plugins
 from tests.polling import wait_for
 
 
@@ -111,6 +112,7 @@ def statuses(db: Database) -> dict[int, tuple[str, int]]:
 
 @pytest.fixture
 def processor(settings: Settings, db: Database) -> QueueProcessor:
+    approve_builtin_plugins(db)  # it reduces with the installed plugins, which need approval
     transport = SqlTransport(db.url, consumer="p1", database=db)
     return QueueProcessor(
         settings, database=db, transport=transport, plugins=installed_plugins(), processor_id="p1"
