@@ -208,6 +208,16 @@ def client_options(url: URL) -> Iterator[Path]:
         yield path
 
 
+def client_environment() -> dict[str, str]:
+    """This process's environment without what could carry the password to a client's
+    ``/proc/PID/environ`` (``AUTOREDUCE_*``, ``MYSQL_PWD``)."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("AUTOREDUCE_") and name != "MYSQL_PWD"
+    }
+
+
 def _client_failed(what: str, command: str, returncode: int, stderr: Path) -> BackupError:
     message = stderr.read_text(encoding="utf-8", errors="replace").strip()
     lines = [line for line in message.splitlines() if line.strip()]
@@ -240,7 +250,9 @@ def _dump_mariadb(
             url.database,
         ]
         try:
-            process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors_file)
+            process = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=errors_file, env=client_environment()
+            )
         except OSError as error:
             raise BackupError(f"dump: cannot run {command}: {error.strerror or error}") from None
         timer = threading.Timer(settings_backup.timeout_s, process.kill)
@@ -300,7 +312,11 @@ def _restore_mariadb(settings_backup: BackupSettings, url: URL, dump: Path) -> N
         with stderr.open("wb") as errors_file:
             try:
                 process = subprocess.Popen(
-                    argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors_file
+                    argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=errors_file,
+                    env=client_environment(),
                 )
             except OSError as error:
                 raise BackupError(
