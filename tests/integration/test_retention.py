@@ -229,7 +229,8 @@ def test_a_cleaned_run_still_answers_in_the_api_and_the_ui(
     assert log.headers["content-type"].startswith("application/problem+json")
     assert "log removed by retention on" in log.json()["detail"]
     assert recent_log.status_code == 200 and recent_log.text
-    assert page.status_code == 200
+    assert page.status_code == 200 and "Log removed by retention on" in page.text
+    assert "data-log=" not in page.text.split('id="version-0"')[1]  # no fetch of a removed log
     assert downloads == {"data": 200, "plot": 200, "log": 410}
 
 
