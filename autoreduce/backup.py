@@ -482,6 +482,17 @@ def backup(
     return BackupResult(dump, manifest_path, manifest, pruned)
 
 
+def newest_dump(directory: Path) -> Path:
+    """The newest dump (by its stamp) in ``directory``; BackupError if there is none."""
+    dumps = sorted(
+        (path for path in directory.glob("autoreduce-*.gz") if DUMP_NAME.match(path.name)),
+        key=lambda path: path.name,
+    )
+    if not dumps:
+        raise BackupError(f"no dump (autoreduce-<stamp>.*.gz) in {directory}")
+    return dumps[-1]
+
+
 def prune(directory: Path, keep_days: int, now: datetime, keep: set[str]) -> list[str]:
     """Remove this command's files (``autoreduce-<stamp>.*``) stamped over ``keep_days`` ago.
 

@@ -12,6 +12,7 @@ import click
 from autoreduce.cli.startup import DatabaseUnreachable, cli_settings, start_logging
 
 logger = logging.getLogger("autoreduce.backup")
+LATEST = "latest"
 
 
 @click.group()
@@ -126,13 +127,14 @@ def db_backup(directory: Path | None, keep_days: int | None, as_json: bool) -> N
 @click.option("--yes", is_flag=True, help="Confirm a restore --into (it replaces the tables).")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 def db_restore(dump: Path, verify: bool, into_url: str | None, yes: bool, as_json: bool) -> None:
-    """Check DUMP against its manifest (checksum, rows per table, schema revision).
+    """Check DUMP against its manifest (checksum, rows per table, schema revision); DUMP
+    `latest` is the newest dump in the backup directory (setting backup.dir).
 
     --verify restores it into a scratch database (MariaDB: a new database on the configured
     server, dropped afterwards; SQLite: a temporary file). --into URL --yes restores it for real.
     Exit 1 naming what failed.
     """
-    from autoreduce.backup import restore
+    from autoreduce.backup import BackupError, newest_dump, restore
     from autoreduce.backup import verify as verify_dump
     from autoreduce.db import safe_url
     from autoreduce.db.models import utcnow
@@ -147,6 +149,11 @@ def db_restore(dump: Path, verify: bool, into_url: str | None, yes: bool, as_jso
     settings = cli_settings()
     start_logging("backup", settings)
     url = settings.resolved_database_url
+    if str(dump) == LATEST and not dump.exists():
+        try:
+            dump = newest_dump(settings.backup_dir)
+        except BackupError as error:
+            raise click.ClickException(str(error)) from None
     dump = dump.expanduser().absolute()
     started = utcnow()
     if verify:

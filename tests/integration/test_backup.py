@@ -124,11 +124,11 @@ def test_a_backup_restores_into_a_scratch_database_and_matches_its_manifest(
 
     made = backup_now(tmp_path, env)
     dump = Path(made["dump"])
-    verified = autoreduce("db", "restore", "--verify", str(dump), "--json", cwd=tmp_path, **env)
+    verified = autoreduce("db", "restore", "--verify", "latest", "--json", cwd=tmp_path, **env)
 
     assert verified.returncode == 0, verified.stderr
     report = run_json(verified)
-    assert report["ok"] is True
+    assert report["ok"] is True and report["dump"] == str(dump)
     assert [check["name"] for check in report["checks"]] == [
         "manifest",
         "checksum",
