@@ -50,7 +50,7 @@ def output_path(output_dir: str, name: str) -> FilePath | None:
 def retention_removal(session: Session, run_id: int) -> str | None:
     """Why a run version's log is gone when the retention clean-up removed it, else None."""
     cleanup = session.get(RetentionCleanup, run_id)
-    if cleanup is None:
+    if cleanup is None or not (cleanup.files or cleanup.log_lines):  # it had nothing to remove
         return None
     return (
         f"log removed by retention on {cleanup.cleaned_at:%Y-%m-%d}; the run, its reduced data "
