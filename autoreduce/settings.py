@@ -716,8 +716,6 @@ class Settings(BaseSettings):
         for name in value:
             if name == "JOB":
                 raise ValueError("instrument name 'JOB' is reserved for jobs (uploads reduced)")
-                    "instrument name 'JOB' is reserved for jobs (reductions of uploads)"
-                )
             if not INSTRUMENT_NAME.match(name):
                 raise ValueError(
                     f"instrument name {name!r} must be upper case letters, digits or _ "
