@@ -393,6 +393,8 @@ class QueueProcessor:
         stored_at = None
         if self.store is not None and not outcome.retryable:  # storage = "s3://…"
             stored_at = publish_outputs(self.store, run, attempt, output_dir, outcome)
+            if stored_at is None:  # not published: nothing of it may be recorded or served
+                shutil.rmtree(output_dir, ignore_errors=True)
         failure = None if outcome.ok else outcome_failure(outcome, plugin)
         if outcome.retryable:
             assert failure is not None
