@@ -34,7 +34,7 @@ from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.provenance import ProcessorProvenance
 from autoreduce.run_events import NS_PER_S, final_action, log_run_event, nanoseconds_between
 from autoreduce.settings import InstrumentConfig, Settings
-from autoreduce.storage import open_store
+from autoreduce.storage import StoreError, open_store
 from autoreduce.transport import Delivery, Transport, open_transport
 from queue_processor.approval import hold_unapproved
 from queue_processor.cancel import CancelRequest, cancel_request
@@ -126,7 +126,10 @@ class QueueProcessor:
         """Consume until :meth:`stop` is called."""
         self.database.upgrade()
         if self.store is not None:
-            self.store.ensure_bucket()
+            try:
+                self.store.ensure_bucket()
+            except StoreError as error:  # then each publication fails and its run is retried
+                logger.error("the object store is not ready: %s", error)
         try:
             self.plugins.warm_up()
         except Exception:  # a broken plugin fails its own runs, not the processor
