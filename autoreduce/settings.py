@@ -737,7 +737,11 @@ class Settings(BaseSettings):
     @field_validator("storage")
     @classmethod
     def _storage_url(cls, value: str) -> str:
-        if value != "file" and not STORAGE_URL.match(value):
+        match = STORAGE_URL.match(value)
+        prefix = (match.group(2) or "").strip("/") if match else ""
+        parts = prefix.split("/") if prefix else []
+        unsafe = any(not part or part.startswith(".") for part in parts)
+        if value != "file" and (not match or unsafe):
             raise ValueError(
                 f"storage {value[:100]!r} must be 'file' or 's3://bucket/prefix' (a bucket name "
                 "of 3-63 lower-case letters, digits, '.' or '-'; no credentials in the URL)"
