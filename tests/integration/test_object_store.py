@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -155,6 +156,12 @@ def reduce_until_final(
             return run if RunStatus(run.status).is_final else None
 
     return wait_for(final, timeout_s=60, what=f"run id {run_id} to finish")
+
+
+def job_in(api: TestClient, job_id: int, headers: dict[str, str], status: str) -> Any:
+    """The job's JSON if it is in ``status`` now, else None."""
+    answer = api.get(f"/api/v1/jobs/{job_id}", headers=headers).json()
+    return answer if answer["status"] == status else None
 
 
 def upload(
@@ -351,3 +358,69 @@ def test_a_queued_job_is_cancelled_by_its_creator_not_by_another_scientist(
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["status"] == "Cancelled"
     assert api.post(url, json={}, headers=creator).status_code == 409
+
+
+def test_a_processing_job_is_cancelled_and_publishes_nothing(
+    api: TestClient,
+    host_settings: Callable[..., Settings],
+    database: Database,
+    token: Callable[[str], dict[str, str]],
+    s3_keys: dict[str, str],
+    bucket: str,
+) -> None:
+    scientist = token("scientist")
+    body = upload(api, scientist, b"data").json()
+    job = api.post(
+        "/api/v1/jobs",
+        json={"plugin": "noop", "inputs": [body["id"]], "variables": {"sleep_s": 60}},
+        headers=scientist,
+    ).json()
+    api.app.state.api.relay.relay_once()  # type: ignore[attr-defined]
+    processor = make_processor(host_settings("processor"), database)
+    worker = threading.Thread(target=processor.serve, daemon=True)
+    worker.start()
+    try:
+        wait_for(lambda: job_in(api, job["id"], scientist, "Processing"), what="the job to start")
+        cancel = api.post(f"/api/v1/jobs/{job['id']}/cancel", json={}, headers=scientist)
+        assert cancel.status_code == 202, cancel.text
+        final = wait_for(
+            lambda: job_in(api, job["id"], scientist, "Cancelled"), what="the job to be cancelled"
+        )
+    finally:
+        processor.stop()
+        worker.join(timeout=30)
+    assert final["outputs"] == []
+    assert keys_in(s3_keys, bucket, "autoreduce/runs/") == []
+
+
+def test_with_file_storage_an_upload_is_kept_on_disk_and_reduced_by_a_job(
+    host_settings: Callable[..., Settings],
+    database: Database,
+    token: Callable[[str], dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    data_dir, outputs = tmp_path / "one" / "data", tmp_path / "one" / "outputs"
+    shared: dict[str, Any] = {"storage": "file", "data_dir": data_dir, "outputs": outputs}
+    app = create_app(host_settings("api", **shared), database=database, relay=False)
+    scientist = token("scientist")
+    with TestClient(app) as api:
+        body = upload(api, scientist, b"kept on disk").json()
+        kept = data_dir / "uploads" / body["id"]
+        assert kept.read_bytes() == b"kept on disk"
+        job = api.post(
+            "/api/v1/jobs", json={"plugin": "noop", "inputs": [body["id"]]}, headers=scientist
+        ).json()
+        settings = host_settings("processor", **shared)
+        transport = SqlTransport(database.url, consumer="p-file", database=database)
+        processor = QueueProcessor(
+            settings, database=database, transport=transport, processor_id="pf"
+        )
+
+        run = reduce_until_final(api, processor, database, job["run"]["id"])
+
+        assert run.status == RunStatus.COMPLETED, run.message
+        assert run.output_dir == str(outputs.resolve() / "JOB" / str(job["id"]) / "v0")
+        answer = api.get(f"/api/v1/runs/JOB/{job['id']}", headers=scientist)
+        assert answer.status_code == 200
+        urls = {o["name"]: o["url"] for o in answer.json()["versions"][0]["outputs"]}
+        assert api.get(urls["noop.txt"], headers=scientist).text == f"{job['id']}\n"
