@@ -37,6 +37,12 @@ def is_job(run: ReductionRun) -> bool:
     return run.instrument == JOB_INSTRUMENT
 
 
+def submitted_job(caller_name: str, run: ReductionRun) -> bool:
+    """True if ``run`` is a job ``caller_name`` submitted: its creator reads it and its outputs
+    even with a token limited to other instruments."""
+    return is_job(run) and bool(caller_name) and run.submitted_by == caller_name
+
+
 def job_config(
     settings: Settings, database: Database, run: ReductionRun
 ) -> InstrumentConfig | None:

@@ -3,8 +3,8 @@
 A job is run number ``<job id>`` of the reserved pseudo-instrument ``JOB`` (see
 :mod:`autoreduce.jobs`): it is recorded with its outbox message in one transaction and then goes
 through the same queue, processors, states, limits, logs and cancellation as every run. Reading
-a job needs read access to the instrument ``JOB``; creating one needs a scientist or admin token;
-cancelling one needs its creator or an admin.
+a job and its outputs needs read access to the instrument ``JOB`` or to be its creator; creating
+one needs a scientist or admin token; cancelling one needs its creator or an admin.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from autoreduce.db.models import Job, ReductionRun, RunStatus, Upload, utcnow
-from autoreduce.jobs import JOB_INSTRUMENT
+from autoreduce.jobs import JOB_INSTRUMENT, submitted_job
 from autoreduce.plugin_approvals import PluginGate
 from autoreduce.plugin_manager import UnknownPlugin
 from autoreduce.state_machine import held_message, one_line
@@ -191,7 +191,9 @@ def get_job(job_id: JobId, session: SessionDep, caller: ReaderDep) -> JobItem:
     """A job's state, message and outputs (download each at its `url`)."""
     job = session.get(Job, int(job_id))
     run = _latest_run(session, int(job_id)) if job is not None else None
-    if job is None or run is None or not caller.may_read(JOB_INSTRUMENT):
+    if job is None or run is None:
+        raise HTTPException(status_code=404, detail=f"job {job_id} not found")
+    if not (caller.may_read(JOB_INSTRUMENT) or submitted_job(caller.name, run)):
         raise HTTPException(status_code=404, detail=f"job {job_id} not found")
     return job_item(job, run)
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from autoreduce.db.models import RunOutput
+from autoreduce.jobs import submitted_job
 from autoreduce.storage import NotInStore, ObjectStore, StoreError
 from rest_api.auth import ReaderDep
 from rest_api.dependencies import SessionDep, StateDep
@@ -107,16 +108,15 @@ def download_output(
     """The output file; 404 if unknown, gone, outside its run's output directory, or of an
     instrument the caller may not read. Outputs in the object store are streamed from it."""
     output = session.get(RunOutput, int(output_id))
-    if (
-        output is not None
-        and caller.may_read(output.run.instrument)
-        and output.run.output_dir.startswith("s3://")
-    ):
+    readable = output is not None and (
+        caller.may_read(output.run.instrument) or submitted_job(caller.name, output.run)
+    )
+    if output is not None and readable and output.run.output_dir.startswith("s3://"):
         label = f"output {output_id}"
         media = media_type(FilePath(output.name))
         return stored_response(state.store, output.run.output_dir, output.name, media, label)
     target = None
-    if output is not None and caller.may_read(output.run.instrument):
+    if output is not None and readable:
         target = output_path(output.run.output_dir, output.name)
     if target is None:
         raise HTTPException(status_code=404, detail=f"output {output_id} not found")

@@ -125,8 +125,8 @@ def api(host_settings: Callable[..., Settings], database: Database) -> Iterator[
 def token(database: Database) -> Callable[[str], dict[str, str]]:
     counter = iter(range(1000))
 
-    def headers(role: str) -> dict[str, str]:
-        secret = create_token(database, f"{role}-{next(counter)}", role, ())
+    def headers(role: str, *instruments: str) -> dict[str, str]:
+        secret = create_token(database, f"{role}-{next(counter)}", role, instruments)
         return {"Authorization": f"Bearer {secret}"}
 
     return headers
@@ -178,7 +178,7 @@ def test_outputs_are_published_to_the_store_and_downloaded_through_the_api(
     host_settings: Callable[..., Settings],
     database: Database,
     archive: Path,
-    token: Callable[[str], dict[str, str]],
+    token: Callable[..., dict[str, str]],
     s3_keys: dict[str, str],
     bucket: str,
 ) -> None:
@@ -237,7 +237,7 @@ def test_a_store_that_refuses_the_outputs_leaves_the_run_in_error_with_no_output
     host_settings: Callable[..., Settings],
     database: Database,
     archive: Path,
-    token: Callable[[str], dict[str, str]],
+    token: Callable[..., dict[str, str]],
     s3_keys: dict[str, str],
     bucket: str,
 ) -> None:
@@ -270,7 +270,7 @@ def test_an_upload_is_stored_with_its_sha256_and_reduced_by_a_job(
     api: TestClient,
     host_settings: Callable[..., Settings],
     database: Database,
-    token: Callable[[str], dict[str, str]],
+    token: Callable[..., dict[str, str]],
     s3_keys: dict[str, str],
     bucket: str,
 ) -> None:
@@ -308,7 +308,7 @@ def test_an_upload_is_stored_with_its_sha256_and_reduced_by_a_job(
 def test_an_upload_over_the_limit_is_a_413_problem_and_stores_nothing(
     api: TestClient,
     database: Database,
-    token: Callable[[str], dict[str, str]],
+    token: Callable[..., dict[str, str]],
     s3_keys: dict[str, str],
     bucket: str,
 ) -> None:
@@ -326,7 +326,7 @@ def test_an_upload_over_the_limit_is_a_413_problem_and_stores_nothing(
 
 
 def test_jobs_refuse_unknown_uploads_unlisted_plugins_and_readers(
-    api: TestClient, token: Callable[[str], dict[str, str]]
+    api: TestClient, token: Callable[..., dict[str, str]]
 ) -> None:
     scientist = token("scientist")
     body = upload(api, scientist, b"data").json()
@@ -345,7 +345,7 @@ def test_jobs_refuse_unknown_uploads_unlisted_plugins_and_readers(
 
 
 def test_a_queued_job_is_cancelled_by_its_creator_not_by_another_scientist(
-    api: TestClient, token: Callable[[str], dict[str, str]]
+    api: TestClient, token: Callable[..., dict[str, str]]
 ) -> None:
     creator, other = token("scientist"), token("scientist")
     body = upload(api, creator, b"data").json()
@@ -364,7 +364,7 @@ def test_a_processing_job_is_cancelled_and_publishes_nothing(
     api: TestClient,
     host_settings: Callable[..., Settings],
     database: Database,
-    token: Callable[[str], dict[str, str]],
+    token: Callable[..., dict[str, str]],
     s3_keys: dict[str, str],
     bucket: str,
 ) -> None:
@@ -396,7 +396,7 @@ def test_a_processing_job_is_cancelled_and_publishes_nothing(
 def test_with_file_storage_an_upload_is_kept_on_disk_and_reduced_by_a_job(
     host_settings: Callable[..., Settings],
     database: Database,
-    token: Callable[[str], dict[str, str]],
+    token: Callable[..., dict[str, str]],
     tmp_path: Path,
 ) -> None:
     data_dir, outputs = tmp_path / "one" / "data", tmp_path / "one" / "outputs"
@@ -424,3 +424,17 @@ def test_with_file_storage_an_upload_is_kept_on_disk_and_reduced_by_a_job(
         assert answer.status_code == 200
         urls = {o["name"]: o["url"] for o in answer.json()["versions"][0]["outputs"]}
         assert api.get(urls["noop.txt"], headers=scientist).text == f"{job['id']}\n"
+
+
+def test_a_job_is_read_by_its_creator_and_readers_of_job_not_by_other_scoped_tokens(
+    api: TestClient, token: Callable[..., dict[str, str]]
+) -> None:
+    creator, other = token("scientist", "GEM"), token("scientist", "GEM")
+    body = upload(api, creator, b"data").json()
+    job = api.post("/api/v1/jobs", json={"plugin": "noop", "inputs": [body["id"]]}, headers=creator)
+    url = f"/api/v1/jobs/{job.json()['id']}"
+
+    assert api.get(url, headers=creator).status_code == 200
+    assert api.get(url, headers=other).status_code == 404
+    assert api.get(url, headers=token("scientist", "JOB")).status_code == 200
+    assert api.get(url, headers=token("admin")).status_code == 200
