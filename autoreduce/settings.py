@@ -743,7 +743,7 @@ class Settings(BaseSettings):
         unsafe = any(not part or part.startswith(".") for part in parts)
         if value != "file" and (not match or unsafe):
             raise ValueError(
-                f"storage {value[:100]!r} must be 'file' or 's3://bucket/prefix' (a bucket name "
+                "storage must be 'file' or 's3://bucket/prefix' (a bucket name "
                 "of 3-63 lower-case letters, digits, '.' or '-'; no credentials in the URL)"
             )
         return value
