@@ -168,7 +168,10 @@ def create_job(
             message=held_message(JOB_INSTRUMENT) if paused else "",
             data_path=found[request.inputs[0]].location,
             variables=variables,
-            variable_sources={name: "job request" for name in request.variables},
+            variable_sources={
+                name: "job request" if name in request.variables else "plugin default"
+                for name in variables
+            },
             reason="job",
             description=request.description,
             submitted_by=caller.name,

@@ -291,6 +291,8 @@ def test_an_upload_is_stored_with_its_sha256_and_reduced_by_a_job(
     assert created.status_code == 201, created.text
     job = created.json()
     assert job["status"] == "Queued" and job["run"]["instrument"] == "JOB"
+    sources = job["run"]["variable_sources"]
+    assert (sources["sleep_s"], sources["fault"]) == ("job request", "plugin default")
     processor = make_processor(host_settings("processor"), database)
 
     run = reduce_until_final(api, processor, database, job["run"]["id"])
