@@ -222,6 +222,9 @@ SEAWEED_S3_PORT=18333
 SEAWEED_MASTER_PORT=19333
 start_seaweedfs() {
   local weed=$SEAWEED_DIR/venv/bin/weed pid
+  mkdir -p "$SEAWEED_DIR"
+  exec 9>"$SEAWEED_DIR/start.lock"  # concurrent starts (pytest workers) wait for the first
+  flock 9
   if pid=$(running_pid seaweedfs) && port_open $SEAWEED_S3_PORT; then
     log "seaweedfs already runs (pid $pid), S3 on 127.0.0.1:$SEAWEED_S3_PORT"; return
   fi
@@ -249,7 +252,7 @@ PY
     -s3.port=$SEAWEED_S3_PORT -s3.port.grpc=18334 -webdav.port=18335 \
     -admin.port=18336 -admin.port.grpc=18337 -s3.port.iceberg=0 -s3.port.lance=0 \
     -admin.ui=false -master.telemetry=false -s3.config="$SEAWEED_DIR/s3.json" \
-    >"$SEAWEED_DIR/weed.out" 2>&1 </dev/null &
+    >"$SEAWEED_DIR/weed.out" 2>&1 </dev/null 9>&- &
   echo $! >"$STATE_DIR/seaweedfs.pid"
   wait_for_port $SEAWEED_S3_PORT seaweedfs 60 "$!"
   local deadline=$((SECONDS + 60))  # S3 answers before a volume server is registered
