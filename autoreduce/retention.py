@@ -146,6 +146,9 @@ def _plan_version(
     plan = VersionPlan(run.id, _label(run), log_lines=log_lines)
     if not run.output_dir:
         return plan
+    if run.output_dir.startswith("s3://"):
+        report.skipped.append((run.output_dir, f"{plan.label}: in the object store: files kept"))
+        return plan
     try:
         output_dir = _real_directory(root, Path(run.output_dir), "output directory")
     except UnsafePathError as error:
