@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
 from autoreduce.db.models import ReductionRun, RunStatus
+from autoreduce.run_attempts import attempts_by_run
 from autoreduce.search import SearchSyntaxError, parse_search
 from rest_api.auth import Caller, ReaderDep, require_role
 from rest_api.cancellation import cancel_run_version
@@ -21,6 +22,7 @@ from rest_api.reruns import preview_rerun, record_rerun
 from rest_api.schemas import (
     MAX_RUN_NUMBER,
     MAX_RUN_VERSION,
+    AttemptItem,
     CancelRequest,
     OutputItem,
     Provenance,
@@ -87,6 +89,7 @@ def run_item(run: ReductionRun) -> RunItem:
             )
             for output in run.outputs
         ],
+        attempt_history=None,
         provenance=_provenance(run.provenance),
         error_category=run.error_category or "",
         error_fingerprint=run.error_fingerprint or "",
@@ -275,11 +278,11 @@ def get_run(
     versions = find_versions(session, instrument, run_number)
     if not versions:
         raise HTTPException(status_code=404, detail=f"run {instrument!r} {run_number} not found")
-    return RunVersions(
-        instrument=instrument,
-        run_number=run_number,
-        versions=[run_item(run) for run in versions],
-    )
+    items = [run_item(run) for run in versions]
+    attempts = attempts_by_run(session, [run.id for run in versions])
+    for item in items:
+        item.attempt_history = [AttemptItem(**row) for row in attempts.get(item.id, [])]
+    return RunVersions(instrument=instrument, run_number=run_number, versions=items)
 
 
 @router.post(
