@@ -7,6 +7,7 @@ its memory and its attempts are Slurm's and the database's, never simulated.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import threading
@@ -55,7 +56,10 @@ def settings(make_settings: Callable[..., Settings], database_url: str) -> Setti
     heavy = {"timeout_s": 300, "executor": "slurm", "memory_mb": 128, "max_memory_mb": 1024}
     return make_settings(
         HEAVY=instrument_config("noop", **heavy),
-        LATE=instrument_config("noop", **heavy, sbatch_options=["--begin=now+4"]),
+        LATE=instrument_config("noop", **heavy, sbatch_options=["--begin=now+2"]),
+        SLOW=instrument_config("noop", **heavy, variables={"sleep_s": 120.0}),
+        SLEEPY=instrument_config("noop", **heavy, variables={"sleep_s": 8.0}),
+        HOG=instrument_config("noop", **heavy, variables={"hold_mb": 160}),
         database_url=database_url,
         public_read=True,
         heartbeat_interval_s=0.2,
@@ -75,7 +79,7 @@ def plugins() -> Plugins:
 
 @pytest.fixture
 def data_files(settings: Settings) -> None:
-    for instrument in ("HEAVY", "LATE"):
+    for instrument in ("HEAVY", "LATE", "SLOW", "SLEEPY", "HOG"):
         for run_number in range(1, 6):
             data_file(settings, instrument, run_number)
 
@@ -106,13 +110,8 @@ def serving(settings: Settings, db: Database, approved: None) -> Iterator[QueueP
 def submit(app_client: TestClient, auth: Auth) -> Callable[..., dict[str, Any]]:
     headers = auth("detector")
 
-    def submit_run(instrument: str, run_number: int, **variables: Any) -> dict[str, Any]:
-        body = (
-            run_body(run_number, instrument, variables=variables)
-            if variables
-            else run_body(run_number, instrument)
-        )
-        response = app_client.post(RUNS, json=body, headers=headers)
+    def submit_run(instrument: str, run_number: int) -> dict[str, Any]:
+        response = app_client.post(RUNS, json=run_body(run_number, instrument), headers=headers)
         assert response.status_code == 201, response.text
         app_client.app.state.api.relay.relay_once()  # type: ignore[attr-defined]
         item: dict[str, Any] = response.json()
@@ -196,16 +195,16 @@ def test_cancelling_a_run_scancels_its_job(
     serving: QueueProcessor,
     submit: Callable[..., dict[str, Any]],
 ) -> None:
-    run = submit("HEAVY", 2, sleep_s=120.0)
-    wait_for(lambda: version(app_client, "HEAVY", 2)["message"].startswith("running in Slurm"))
+    run = submit("SLOW", 2)
+    wait_for(lambda: version(app_client, "SLOW", 2)["message"].startswith("running in Slurm"))
     [row] = attempts(db, run["id"])
 
     answer = app_client.post(
-        f"{RUNS}/HEAVY/2/versions/0/cancel", json={"reason": "wrong sample"}, headers=auth("admin")
+        f"{RUNS}/SLOW/2/versions/0/cancel", json={"reason": "wrong sample"}, headers=auth("admin")
     )
     assert answer.status_code == 202
 
-    cancelled = reaches(app_client, "HEAVY", 2, "Cancelled", timeout_s=60)
+    cancelled = reaches(app_client, "SLOW", 2, "Cancelled", timeout_s=60)
     assert "wrong sample" in cancelled["message"]
     assert job_state(row.slurm_job_id).state == "CANCELLED"
 
@@ -216,15 +215,16 @@ def test_a_run_over_its_memory_is_retried_with_double_memory_and_completes(
     serving: QueueProcessor,
     submit: Callable[..., dict[str, Any]],
 ) -> None:
-    run = submit("HEAVY", 3, hold_mb=160)  # more than 128 MB
+    run = submit("HOG", 3)  # holds 160 MB: more than 128 MB
 
-    done = reaches(app_client, "HEAVY", 3, "Completed", timeout_s=120)
+    done = reaches(app_client, "HOG", 3, "Completed", timeout_s=120)
 
     rows = attempts(db, run["id"])
     memories = [row.memory_mb for row in rows]
-    assert memories[:2] == [128, 256] and all(b == 2 * a for a, b in zip(memories, memories[1:]))
+    assert memories[:2] == [128, 256] and all(b == 2 * a for a, b in itertools.pairwise(memories))
     assert [row.outcome for row in rows] == ["retried"] * (len(rows) - 1) + ["completed"]
-    assert "memory" in rows[0].reason and "retrying with 256 MB" in rows[0].reason
+    assert rows[0].slurm_state == "OUT_OF_MEMORY"  # the cgroup limit, Slurm's verdict
+    assert "retrying with 256 MB" in rows[0].reason
     assert len({row.slurm_job_id for row in rows}) == len(rows)  # a job of its own each
     assert done["attempts"] == len(rows)
     assert [item["memory_mb"] for item in done["attempt_history"]] == memories
@@ -249,9 +249,9 @@ def test_a_processor_killed_while_its_job_runs_the_run_completes_once_submitted_
     )
     doomed.start()
     try:
-        run = submit("HEAVY", 4, sleep_s=8.0)
+        run = submit("SLEEPY", 4)
         wait_for(
-            lambda: version(app_client, "HEAVY", 4)["message"].startswith("running in Slurm"),
+            lambda: version(app_client, "SLEEPY", 4)["message"].startswith("running in Slurm"),
             timeout_s=60,
         )
         [first] = attempts(db, run["id"])
@@ -262,11 +262,11 @@ def test_a_processor_killed_while_its_job_runs_the_run_completes_once_submitted_
     assert job_state(first.slurm_job_id).active  # the job runs on without its processor
 
     for _ in serve_in_thread(settings, db, "heir"):
-        done = reaches(app_client, "HEAVY", 4, "Completed", timeout_s=90)
+        done = reaches(app_client, "SLEEPY", 4, "Completed", timeout_s=90)
 
     rows = attempts(db, run["id"])
     assert [row.processor for row in rows] == ["doomed", "heir"]
     assert {row.slurm_job_id for row in rows} == {first.slurm_job_id}  # submitted once
     assert [row.outcome for row in rows] == ["taken over", "completed"]
     assert done["attempts"] == 2
-    assert (settings.output_dir("HEAVY", 4, 0, "") / "noop.txt").read_text().strip() == "4"
+    assert (settings.output_dir("SLEEPY", 4, 0, "") / "noop.txt").read_text().strip() == "4"
