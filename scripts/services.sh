@@ -248,6 +248,7 @@ DefMemPerCPU=256
 MinJobAge=600
 ReturnToService=2
 SchedulerType=sched/backfill
+SchedulerParameters=bf_interval=1,sched_min_interval=0
 JobAcctGatherType=jobacct_gather/none
 MpiDefault=none
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$memory State=UNKNOWN
