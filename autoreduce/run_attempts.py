@@ -30,6 +30,12 @@ def start_attempt(
     database: Database, *, run_id: int, attempt: int, processor: str, resources: Resources
 ) -> None:
     """Record that ``attempt`` of run ``run_id`` starts with ``resources``."""
+    database.when_reachable(_start, database, run_id, attempt, processor, resources)
+
+
+def _start(
+    database: Database, run_id: int, attempt: int, processor: str, resources: Resources
+) -> None:
     with database.session() as session:
         existing = session.scalar(
             select(RunAttempt).where(RunAttempt.run_id == run_id, RunAttempt.attempt == attempt)
@@ -52,12 +58,17 @@ def start_attempt(
 
 
 def update_attempt(database: Database, *, run_id: int, attempt: int, **values: Any) -> None:
-    with database.session() as session:
-        session.execute(
-            update(RunAttempt)
-            .where(RunAttempt.run_id == run_id, RunAttempt.attempt == attempt)
-            .values(**values)
-        )
+    """Set ``values`` on the attempt's row (retried through a database outage)."""
+
+    def write() -> None:
+        with database.session() as session:
+            session.execute(
+                update(RunAttempt)
+                .where(RunAttempt.run_id == run_id, RunAttempt.attempt == attempt)
+                .values(**values)
+            )
+
+    database.when_reachable(write)
 
 
 def finish_attempt(
@@ -134,7 +145,11 @@ def attempt_item(row: RunAttempt) -> dict[str, Any]:
 
 def raise_memory(database: Database, *, run_id: int, memory_mb: int) -> None:
     """The run version's next attempt gets ``memory_mb``."""
-    with database.session() as session:
-        session.execute(
-            update(ReductionRun).where(ReductionRun.id == run_id).values(memory_mb=memory_mb)
-        )
+
+    def write() -> None:
+        with database.session() as session:
+            session.execute(
+                update(ReductionRun).where(ReductionRun.id == run_id).values(memory_mb=memory_mb)
+            )
+
+    database.when_reachable(write)

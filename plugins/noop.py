@@ -56,8 +56,8 @@ def reduction_variables(instrument: str) -> list[Variable]:
             "hold_mb",
             "int",
             0,
-            "Hold this many MiB (written, 16 MiB at a time) while finishing, standing in for a "
-            "reduction's memory: over its limit it is killed for memory.",
+            "Hold this many MiB (written, 16 MiB at a time) from before the sleep to the end, "
+            "standing in for a reduction's memory: over its limit it is killed for memory.",
             advanced=True,
             minimum=0,
             maximum=65536,
@@ -128,12 +128,12 @@ def reduce(context: ReductionContext) -> ReductionResult:
         raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
     log_lines = int(context.variables.get("log_lines", 0))
     context.logger.info("noop: sleeping %s s, fault %s", sleep_s, fault)
-    _sleep_logging(context, sleep_s, log_lines)
-    _fail(fault, context.run)
     held = [
         b"\x01" * HOLD_CHUNK_BYTES for _ in range(int(context.variables.get("hold_mb", 0)) // 16)
     ]
     context.logger.info("noop: holding %d MiB", 16 * len(held))
+    _sleep_logging(context, sleep_s, log_lines)
+    _fail(fault, context.run)
     output = context.output_dir / "noop.txt"
     output.write_text(f"{context.run.run_number}\n", encoding="utf-8")
     values = context.output_dir / "variables.json"

@@ -278,6 +278,13 @@ class SlurmExecutor:
     def _show(self, run_id: int, attempt: int, job_id: str, state: str) -> None:
         """The run's message says where its job is (conditional on this attempt holding it)."""
         message = (PENDING_MESSAGE if state == "PENDING" else RUNNING_MESSAGE).format(job_id)
+        try:
+            self._show_message(run_id, attempt, message)
+            update_attempt(self.database, run_id=run_id, attempt=attempt, slurm_state=state)
+        except Exception as error:  # only what is shown: the job is followed all the same
+            logger.warning("run id %s: cannot show %r: %s", run_id, message, error)
+
+    def _show_message(self, run_id: int, attempt: int, message: str) -> None:
         with self.database.session() as session:
             session.execute(
                 update(ReductionRun)
@@ -288,7 +295,6 @@ class SlurmExecutor:
                 )
                 .values(message=message)
             )
-        update_attempt(self.database, run_id=run_id, attempt=attempt, slurm_state=state)
 
     def _verdict(self, job_id: str, job_dir: Path, job: ReductionJob, state: JobState) -> Outcome:
         verdict = job_dir / VERDICT_FILE

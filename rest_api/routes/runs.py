@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -95,6 +96,15 @@ def run_item(run: ReductionRun) -> RunItem:
         error_fingerprint=run.error_fingerprint or "",
         error_signature=run.error_signature or "",
     )
+
+
+def run_items_with_attempts(session: Session, runs: Sequence[ReductionRun]) -> list[RunItem]:
+    """The JSON views of ``runs`` with each one's attempts (one query for all)."""
+    items = [run_item(run) for run in runs]
+    attempts = attempts_by_run(session, [run.id for run in runs])
+    for item in items:
+        item.attempt_history = [AttemptItem(**row) for row in attempts.get(item.id, [])]
+    return items
 
 
 def _provenance(recorded: dict[str, object] | None) -> Provenance | None:
@@ -278,10 +288,7 @@ def get_run(
     versions = find_versions(session, instrument, run_number)
     if not versions:
         raise HTTPException(status_code=404, detail=f"run {instrument!r} {run_number} not found")
-    items = [run_item(run) for run in versions]
-    attempts = attempts_by_run(session, [run.id for run in versions])
-    for item in items:
-        item.attempt_history = [AttemptItem(**row) for row in attempts.get(item.id, [])]
+    items = run_items_with_attempts(session, versions)
     return RunVersions(instrument=instrument, run_number=run_number, versions=items)
 
 

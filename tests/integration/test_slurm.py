@@ -60,6 +60,9 @@ def settings(make_settings: Callable[..., Settings], database_url: str) -> Setti
         SLOW=instrument_config("noop", **heavy, variables={"sleep_s": 120.0}),
         SLEEPY=instrument_config("noop", **heavy, variables={"sleep_s": 8.0}),
         HOG=instrument_config("noop", **heavy, variables={"hold_mb": 160}),
+        LOCALHOG=instrument_config(
+            "noop", memory_mb=64, max_memory_mb=256, variables={"hold_mb": 96, "sleep_s": 1.0}
+        ),
         database_url=database_url,
         public_read=True,
         heartbeat_interval_s=0.2,
@@ -79,7 +82,7 @@ def plugins() -> Plugins:
 
 @pytest.fixture
 def data_files(settings: Settings) -> None:
-    for instrument in ("HEAVY", "LATE", "SLOW", "SLEEPY", "HOG"):
+    for instrument in ("HEAVY", "LATE", "SLOW", "SLEEPY", "HOG", "LOCALHOG"):
         for run_number in range(1, 6):
             data_file(settings, instrument, run_number)
 
@@ -186,6 +189,8 @@ def test_a_run_is_reduced_as_a_slurm_job_shown_pending_then_completed(
     assert (shown["slurm_state"], shown["outcome"]) == ("COMPLETED", "completed")
     assert job_state(row.slurm_job_id).state == "COMPLETED"
     assert not [p for p in output_dir.parent.iterdir() if ".slurm-" in p.name]
+    page = app_client.get("/runs/LATE/1").text
+    assert f"slurm job {row.slurm_job_id} (COMPLETED)" in page
 
 
 def test_cancelling_a_run_scancels_its_job(
@@ -228,6 +233,25 @@ def test_a_run_over_its_memory_is_retried_with_double_memory_and_completes(
     assert len({row.slurm_job_id for row in rows}) == len(rows)  # a job of its own each
     assert done["attempts"] == len(rows)
     assert [item["memory_mb"] for item in done["attempt_history"]] == memories
+
+
+def test_a_local_run_over_its_memory_limit_is_retried_with_double_memory(
+    app_client: TestClient,
+    db: Database,
+    serving: QueueProcessor,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    run = submit("LOCALHOG", 5)  # holds 96 MB: more than 64 MB
+
+    done = reaches(app_client, "LOCALHOG", 5, "Completed", timeout_s=60)
+
+    rows = attempts(db, run["id"])
+    assert [(row.executor, row.memory_mb, row.outcome) for row in rows] == [
+        ("local", 64, "retried"),
+        ("local", 128, "completed"),
+    ]
+    assert rows[0].reason == ("plugin exceeded its memory limit of 64 MB; retrying with 128 MB")
+    assert done["attempts"] == 2 and done["message"] == ""
 
 
 def _serve_processor(settings_json: str, processor_id: str) -> None:
