@@ -7,6 +7,7 @@ its memory and its attempts are Slurm's and the database's, never simulated.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import os
@@ -24,7 +25,7 @@ from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.settings import Settings
 from queue_processor.slurm import job_state
 from queue_processor.worker import QueueProcessor
-from tests.api_client import RUNS, data_file, run_body
+from tests.api_client import RUNS, data_file, reaches, run_body, version
 from tests.conftest import approve_builtin_plugins, instrument_config
 from tests.integration.conftest import start_service
 from tests.polling import wait_for
@@ -92,21 +93,26 @@ def approved(db: Database) -> None:
     approve_builtin_plugins(db)
 
 
+@contextlib.contextmanager
 def serve_in_thread(
     settings: Settings, db: Database, processor_id: str
 ) -> Iterator[QueueProcessor]:
+    """A processor consuming on a thread of its own, stopped (and joined) on the way out."""
     processor = QueueProcessor(settings, database=db, processor_id=processor_id)
     thread = threading.Thread(target=processor.serve, name=processor_id)
     thread.start()
-    yield processor
-    processor.stop()
-    thread.join(timeout=60)
+    try:
+        yield processor
+    finally:
+        processor.stop()
+        thread.join(timeout=60)
     assert not thread.is_alive()
 
 
 @pytest.fixture
 def serving(settings: Settings, db: Database, approved: None) -> Iterator[QueueProcessor]:
-    yield from serve_in_thread(settings, db, "p1")
+    with serve_in_thread(settings, db, "p1") as processor:
+        yield processor
 
 
 @pytest.fixture
@@ -121,23 +127,6 @@ def submit(app_client: TestClient, auth: Auth) -> Callable[..., dict[str, Any]]:
         return item
 
     return submit_run
-
-
-def version(app_client: TestClient, instrument: str, run_number: int) -> dict[str, Any]:
-    [only] = app_client.get(f"{RUNS}/{instrument}/{run_number}").json()["versions"]
-    item: dict[str, Any] = only
-    return item
-
-
-def reaches(
-    app_client: TestClient, instrument: str, run_number: int, status: str, timeout_s: float = 90
-) -> dict[str, Any]:
-    found: dict[str, Any] = wait_for(
-        lambda: (item := version(app_client, instrument, run_number))["status"] == status and item,
-        timeout_s=timeout_s,
-        what=f"{instrument} {run_number} {status}",
-    )
-    return found
 
 
 def attempts(db: Database, run_id: int) -> list[RunAttempt]:
@@ -173,7 +162,7 @@ def test_a_run_is_reduced_as_a_slurm_job_shown_pending_then_completed(
     assert pending["message"] == f"pending in Slurm as job {row.slurm_job_id}"
     assert row.slurm_job_id and row.executor == "slurm"
 
-    done = reaches(app_client, "LATE", 1, "Completed")
+    done = reaches(app_client, "LATE", 1, "Completed", timeout_s=90)
     output_dir = settings.output_dir("LATE", 1, 0, "")
     assert (output_dir / "noop.txt").read_text().strip() == "1"
     log = (output_dir / "reduction.log").read_text()
@@ -285,7 +274,7 @@ def test_a_processor_killed_while_its_job_runs_the_run_completes_once_submitted_
         doomed.join(timeout=30)
     assert job_state(first.slurm_job_id).active  # the job runs on without its processor
 
-    for _ in serve_in_thread(settings, db, "heir"):
+    with serve_in_thread(settings, db, "heir"):
         done = reaches(app_client, "SLEEPY", 4, "Completed", timeout_s=90)
 
     rows = attempts(db, run["id"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from autoreduce.plugin import RunInfo
 from autoreduce.settings import InstrumentConfig, Settings
 from queue_processor.executors import plan_retry
 from queue_processor.isolation import Outcome, ReductionJob
-from queue_processor.slurm import sbatch_argv, time_limit
+from queue_processor.slurm import JobState, SlurmExecutor, sbatch_argv, time_limit
 
 TEMPLATE = {"lastruns": "{root}/lastruns.txt", "data": "{root}/{run_number}.nxs"}
 
@@ -94,3 +95,41 @@ def test_no_space_left_on_device_is_retried_with_the_same_memory() -> None:
     retry = plan_retry(full, memory_mb=100, config=config(), attempt=1, max_attempts=3)
 
     assert retry is not None and retry.memory_mb is None and "retrying later" in retry.reason
+
+
+@pytest.mark.parametrize(
+    ("state", "category", "retryable", "reason"),
+    [
+        (
+            "OUT_OF_MEMORY",
+            "memory",
+            False,
+            "Slurm job 9 ran out of memory (OUT_OF_MEMORY at 100 MB",
+        ),
+        ("TIMEOUT", "timeout", False, "Slurm job 9 exceeded its 90 s time limit (TIMEOUT)"),
+        ("NODE_FAIL", "infrastructure", True, "Slurm job 9 ended NODE_FAIL without a verdict"),
+        ("UNKNOWN", "infrastructure", True, "Slurm job 9 is no longer known to Slurm"),
+        ("CANCELLED", "infrastructure", False, "Slurm job 9 was cancelled outside autoreduce"),
+        ("FAILED", "crash", True, "Slurm job 9 ended FAILED (exit 1:0) without a verdict"),
+    ],
+)
+def test_slurms_verdict_without_the_jobs_own_maps_to_the_runs(
+    tmp_path: Path, state: str, category: str, retryable: bool, reason: str
+) -> None:
+    executor = SlurmExecutor(Settings(data_dir=tmp_path), None, "p1")  # type: ignore[arg-type]
+
+    outcome = executor._verdict("9", tmp_path, job(tmp_path), JobState(state, "", "1:0"))
+
+    assert (outcome.ok, outcome.category, outcome.retryable) == (False, category, retryable)
+    assert outcome.reason.startswith(reason)
+
+
+def test_the_jobs_own_verdict_wins_over_slurms_state(tmp_path: Path) -> None:
+    executor = SlurmExecutor(Settings(data_dir=tmp_path), None, "p1")  # type: ignore[arg-type]
+    (tmp_path / "verdict.json").write_text(
+        json.dumps({"ok": True, "summary": "done", "files": ["a.txt"], "plots": []})
+    )
+
+    outcome = executor._verdict("9", tmp_path, job(tmp_path), JobState("COMPLETED"))
+
+    assert (outcome.ok, outcome.files, outcome.summary) == (True, ["a.txt"], "done")
