@@ -1,7 +1,7 @@
 """run attempts: each attempt's executor, resources and Slurm job; a version's raised memory
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0017 (main merged 0017 first; 0015 is not on main)
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 import autoreduce.db.models
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
