@@ -127,7 +127,23 @@ class InstrumentConfig(BaseModel):
     output: str = "{outputs}/{instrument}/{experiment_ref}/{run_number}/v{run_version}"
     timeout_s: float = Field(3600.0, gt=0, description="Wall-clock limit of one reduction.")
     memory_mb: int = Field(8192, gt=0, description="Memory a reduction may add, in MiB.")
-    executor: Literal["local", "slurm"] = "local"
+    executor: Literal["local", "slurm"] = Field(
+        "local", description="`local`: a child of the processor; `slurm`: an `sbatch` job."
+    )
+    max_memory_mb: int | None = Field(
+        None,
+        gt=0,
+        description="A reduction killed for memory is retried with its memory doubled, up to "
+        "this; unset: not retried for memory.",
+    )
+    partition: str = Field(
+        "", pattern=r"^[A-Za-z0-9_.-]*$", description="Slurm: the partition (empty: default)."
+    )
+    cpus: int = Field(1, ge=1, le=1024, description="Slurm: CPUs of the job (`--cpus-per-task`).")
+    sbatch_options: list[str] = Field(
+        default_factory=list,
+        description="Slurm: further `sbatch` options, each one `--name=value` argument.",
+    )
     variables: dict[str, Any] = Field(
         default_factory=dict, description="Instrument-wide defaults overriding the plugin's."
     )
@@ -137,12 +153,12 @@ class InstrumentConfig(BaseModel):
     def _known_placeholders(cls, value: str, info: ValidationInfo) -> str:
         return check_template(str(info.field_name), value)
 
-    @field_validator("executor")
+    @field_validator("sbatch_options")
     @classmethod
-    def _executor_built(cls, value: str) -> str:
-        if value == "slurm":
-            raise ValueError("executor 'slurm' is not built yet; use 'local'")
-        return value
+    def _sbatch_options(cls, value: list[str]) -> list[str]:
+        from autoreduce.slurm_options import check_sbatch_options
+
+        return check_sbatch_options(value)
 
 
 STORAGE_URL = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/[A-Za-z0-9._/-]*)?$")
@@ -604,6 +620,15 @@ class Settings(BaseSettings):
     )
     retry_delay_s: float = Field(
         5.0, ge=0, description="A run whose reduction process crashed is retried after this long."
+    )
+    slurm_poll_s: float = Field(
+        1.0, gt=0, le=60, description="Slurm: how often a followed job's state is read."
+    )
+    slurm_overhead_mb: int = Field(
+        512,
+        ge=0,
+        description="Slurm: memory added to an instrument's `memory_mb` for the job's "
+        "interpreter (`--mem`).",
     )
     visibility_timeout_s: float = Field(
         60.0, gt=0, description="SQL queue: a claimed message returns after this long unrenewed."

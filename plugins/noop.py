@@ -19,6 +19,7 @@ from autoreduce.plugin import ReductionContext, ReductionResult, RunInfo, Variab
 
 FAULTS = ("none", "raise", "hang", "memory", "segfault", "exit")
 MEMORY_CHUNK_BYTES = 64 * 1024 * 1024
+HOLD_CHUNK_BYTES = 16 * 1024 * 1024
 MAX_LOG_LINES = 100_000
 
 
@@ -50,6 +51,16 @@ def reduction_variables(instrument: str) -> list[Variable]:
             advanced=True,
             minimum=0,
             maximum=MAX_LOG_LINES,
+        ),
+        Variable(
+            "hold_mb",
+            "int",
+            0,
+            "Hold this many MiB (written, 16 MiB at a time) from before the sleep to the end, "
+            "standing in for a reduction's memory: over its limit it is killed for memory.",
+            advanced=True,
+            minimum=0,
+            maximum=65536,
         ),
         Variable(
             "plot",
@@ -117,6 +128,10 @@ def reduce(context: ReductionContext) -> ReductionResult:
         raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
     log_lines = int(context.variables.get("log_lines", 0))
     context.logger.info("noop: sleeping %s s, fault %s", sleep_s, fault)
+    held = [
+        b"\x01" * HOLD_CHUNK_BYTES for _ in range(int(context.variables.get("hold_mb", 0)) // 16)
+    ]
+    context.logger.info("noop: holding %d MiB", 16 * len(held))
     _sleep_logging(context, sleep_s, log_lines)
     _fail(fault, context.run)
     output = context.output_dir / "noop.txt"
@@ -128,6 +143,7 @@ def reduce(context: ReductionContext) -> ReductionResult:
         _write_plot(context.output_dir / "noop.svg", context.run)
         plots.append((context.output_dir / "noop.svg").resolve())
     context.progress(1.0)
+    del held
     return ReductionResult(
         files=[output.resolve(), values.resolve()], plots=plots, summary=f"slept {sleep_s} s"
     )

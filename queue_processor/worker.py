@@ -39,6 +39,7 @@ from autoreduce.transport import Delivery, Transport, open_transport
 from queue_processor.approval import hold_unapproved
 from queue_processor.cancel import CancelRequest, cancel_request
 from queue_processor.claim import Claim, Decision, claim_run
+from queue_processor.executors import Executors
 from queue_processor.heartbeat import Heartbeat
 from queue_processor.isolation import LOG_NAME, Outcome, ReductionJob, ReductionLauncher
 from queue_processor.log_shipper import LogLimits, LogShipper
@@ -113,6 +114,8 @@ class QueueProcessor:
             self.database, self.transport, self.processor_id, settings.heartbeat_interval_s
         )
         self.launcher = ReductionLauncher(self.plugins)
+        # executor hook (slurm): local child or Slurm job, attempts and resources recorded
+        self.executors = Executors(settings, self.database, self.launcher, self.processor_id)
         self.store = open_store(settings)  # None: outputs stay in the outputs directory
         self.provenance = ProcessorProvenance(self.processor_id)  # once: reads every package
         self._stop = threading.Event()
@@ -358,7 +361,7 @@ class QueueProcessor:
             variables=dict(run.variables or {}),
             work_dir=work_dir,
             timeout_s=config.timeout_s,
-            memory_mb=config.memory_mb,
+            memory_mb=self.executors.memory_mb(run, config),  # executor hook (slurm)
             run_id=run.id,
         )
         shipper = LogShipper(
@@ -369,7 +372,10 @@ class QueueProcessor:
             limits=LogLimits.from_settings(self.settings),
         )
         with shipper:  # every shipped line is in before the final state is recorded
-            outcome = self.launcher.run(job, stop_reason=lambda: self._stop_reason(run.id))
+            # executor hook (slurm): was self.launcher.run(job, stop_reason=...)
+            outcome = self.executors.run(
+                run, attempt, job, config, stop_reason=lambda: self._stop_reason(run.id)
+            )
         if (request := cancel_request(self.database, run.id)) is not None:
             shutil.rmtree(job.work_dir, ignore_errors=True)  # partial outputs never move in
             return self._cancelled(run, attempt, request, outcome)
@@ -393,6 +399,9 @@ class QueueProcessor:
         self, run: ReductionRun, attempt: int, output_dir: Path, outcome: Outcome, plugin: str
     ) -> Verdict:
         settle = Settle.ACK
+        # executor hook (slurm): retried with more memory, or later after a full disk
+        if (retry := self.executors.retry(run, attempt, outcome, plugin)) is not None:
+            return Verdict(RunStatus.QUEUED, Settle.RETRY, retry, outcome)
         stored_at = None
         if self.store is not None and not outcome.retryable:  # storage = "s3://…"
             stored_at = publish_outputs(self.store, run, attempt, output_dir, outcome)

@@ -196,6 +196,28 @@ class Provenance(BaseModel):
     )
 
 
+class AttemptItem(BaseModel):
+    """One attempt at a run version: where it ran, with what resources, how it ended."""
+
+    attempt: int
+    processor: str
+    executor: str = Field(description="`local` or `slurm`.")
+    memory_mb: int
+    cpus: int
+    timeout_s: float
+    slurm_job_id: str | None = Field(None, description="The Slurm job; null for a local attempt.")
+    slurm_state: str | None = Field(
+        None, description="The job's last state seen: `PENDING`, `RUNNING`, `OUT_OF_MEMORY`, …"
+    )
+    outcome: str | None = Field(
+        None,
+        description="`completed`, an error category, `retried`, `taken over`; null while it runs.",
+    )
+    reason: str
+    started_at: datetime
+    finished_at: datetime | None
+
+
 class RunItem(BaseModel):
     """One version of one run."""
 
@@ -235,6 +257,11 @@ class RunItem(BaseModel):
     cancel_requested_by: str = Field("", description="Who asked to cancel this version.")
     cancel_reason: str = Field("", description="Why cancelling this version was asked for.")
     outputs: list[OutputItem]
+    attempt_history: list[AttemptItem] | None = Field(
+        None,
+        description="Each attempt, its executor and resources (`GET /runs/{instrument}/{number}`"
+        " only; null in lists).",
+    )
     provenance: Provenance | None = Field(
         None, description="Recorded by the processor; null until a processor finished it."
     )

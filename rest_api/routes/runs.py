@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -11,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
 from autoreduce.db.models import ReductionRun, RunStatus
+from autoreduce.run_attempts import attempts_by_run
 from autoreduce.search import SearchSyntaxError, parse_search
 from rest_api.auth import Caller, ReaderDep, require_role
 from rest_api.cancellation import cancel_run_version
@@ -21,6 +23,7 @@ from rest_api.reruns import preview_rerun, record_rerun
 from rest_api.schemas import (
     MAX_RUN_NUMBER,
     MAX_RUN_VERSION,
+    AttemptItem,
     CancelRequest,
     OutputItem,
     Provenance,
@@ -87,11 +90,21 @@ def run_item(run: ReductionRun) -> RunItem:
             )
             for output in run.outputs
         ],
+        attempt_history=None,
         provenance=_provenance(run.provenance),
         error_category=run.error_category or "",
         error_fingerprint=run.error_fingerprint or "",
         error_signature=run.error_signature or "",
     )
+
+
+def run_items_with_attempts(session: Session, runs: Sequence[ReductionRun]) -> list[RunItem]:
+    """The JSON views of ``runs`` with each one's attempts (one query for all)."""
+    items = [run_item(run) for run in runs]
+    attempts = attempts_by_run(session, [run.id for run in runs])
+    for item in items:
+        item.attempt_history = [AttemptItem(**row) for row in attempts.get(item.id, [])]
+    return items
 
 
 def _provenance(recorded: dict[str, object] | None) -> Provenance | None:
@@ -275,11 +288,8 @@ def get_run(
     versions = find_versions(session, instrument, run_number)
     if not versions:
         raise HTTPException(status_code=404, detail=f"run {instrument!r} {run_number} not found")
-    return RunVersions(
-        instrument=instrument,
-        run_number=run_number,
-        versions=[run_item(run) for run in versions],
-    )
+    items = run_items_with_attempts(session, versions)
+    return RunVersions(instrument=instrument, run_number=run_number, versions=items)
 
 
 @router.post(

@@ -22,7 +22,7 @@ from rest_api.cancellation import cancel_run_version
 from rest_api.dependencies import ApiState, SessionDep, StateDep
 from rest_api.reruns import record_rerun
 from rest_api.routes.instruments import declarations
-from rest_api.routes.runs import run_item
+from rest_api.routes.runs import run_items_with_attempts
 from rest_api.schemas import MAX_RUN_NUMBER, MAX_RUN_VERSION, CancelRequest, RerunRequest, RunItem
 from rest_api.submission import find_versions
 from rest_api.web.render import render
@@ -46,7 +46,7 @@ def _versions_or_404(
     versions = find_versions(session, instrument, run_number) if caller.may_read(instrument) else []
     if not versions:
         raise HTTPException(status_code=404, detail=f"run {instrument} {run_number} not found")
-    return [run_item(run) for run in reversed(versions)]
+    return run_items_with_attempts(session, list(reversed(versions)))
 
 
 def _removed_logs(session: Session, versions: list[RunItem]) -> dict[int, str]:

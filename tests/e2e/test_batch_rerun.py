@@ -56,6 +56,12 @@ def test_a_batch_rerun_of_30_runs_completes_each_with_the_changed_variable(
         ).json()["versions"]
         [values] = [o for o in versions[1]["outputs"] if o["name"].endswith("variables.json")]
         written = json.loads(requests.get(facility.api_url + values["url"], timeout=10).text)
-        assert written == {"sleep_s": 0.01, "fault": "none", "log_lines": 0, "plot": False}
+        assert written == {
+            "sleep_s": 0.01,
+            "fault": "none",
+            "log_lines": 0,
+            "hold_mb": 0,
+            "plot": False,
+        }
         assert versions[1]["variable_sources"]["sleep_s"] == "re-run change"
         assert versions[1]["derived_from_version"] == 0

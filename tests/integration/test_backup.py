@@ -141,7 +141,9 @@ def test_a_backup_restores_into_a_scratch_database_and_matches_its_manifest(
     assert manifest["tables"]["reduction_runs"] == 25
     assert manifest["tables"]["api_tokens"] == 3
     assert set(manifest["tables"]) == set(expected)
-    assert manifest["schema_revision"] == "0018"
+    with database.engine.connect() as connection:  # the head of the migrations, whatever it is
+        head = connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    assert manifest["schema_revision"] == head
     assert dump.parent == tmp_path / "backups"
     assert outcomes(database, "backup") == [("ok", "")]
     assert outcomes(database, "verify") == [("ok", "")]

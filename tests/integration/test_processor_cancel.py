@@ -28,7 +28,7 @@ from autoreduce.settings import Settings
 from autoreduce.transport.sql import SqlTransport
 from plugins import noop
 from queue_processor.worker import QueueProcessor
-from tests.api_client import RUNS, data_file, run_body
+from tests.api_client import RUNS, data_file, reaches, run_body, version
 from tests.conftest import instrument_config
 from tests.polling import wait_for
 
@@ -98,23 +98,6 @@ def submit(app_client: TestClient, auth: Auth) -> Callable[..., dict[str, Any]]:
         return item
 
     return submit_run
-
-
-def version(app_client: TestClient, instrument: str, run_number: int) -> dict[str, Any]:
-    [only] = app_client.get(f"{RUNS}/{instrument}/{run_number}").json()["versions"]
-    item: dict[str, Any] = only
-    return item
-
-
-def reaches(
-    app_client: TestClient, instrument: str, run_number: int, status: str, timeout_s: float = 20
-) -> dict[str, Any]:
-    """Poll the API until the run's version 0 is in ``status``; that version."""
-    found: dict[str, Any] = wait_for(
-        lambda: (item := version(app_client, instrument, run_number))["status"] == status and item,
-        timeout_s=timeout_s,
-    )
-    return found
 
 
 def pending(db: Database) -> list[QueueMessage]:

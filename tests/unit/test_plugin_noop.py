@@ -100,6 +100,7 @@ def test_reduce_writes_the_run_number_and_its_variables_inside_output_dir(tmp_pa
         "sleep_s": 0.0,
         "fault": "none",
         "log_lines": 0,
+        "hold_mb": 0,
         "plot": False,
     }
     assert result.summary == "slept 0.0 s"

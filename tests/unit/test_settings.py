@@ -45,7 +45,11 @@ def test_templates_fill_in_the_run(tmp_path: Path) -> None:
     ("instruments", "reason"),
     [
         ({"wish": INSTRUMENT}, "must be upper case"),
-        ({"WISH": {**INSTRUMENT, "executor": "slurm"}}, "executor 'slurm' is not built yet"),
+        ({"WISH": {**INSTRUMENT, "executor": "batch"}}, "'local' or 'slurm'"),
+        ({"WISH": {**INSTRUMENT, "sbatch_options": ["--mem=1G"]}}, "--mem is set by autoreduce"),
+        ({"WISH": {**INSTRUMENT, "sbatch_options": ["--qos=a b\n"]}}, "not one `--name"),
+        ({"WISH": {**INSTRUMENT, "sbatch_options": ["-p debug"]}}, "not one `--name"),
+        ({"WISH": {**INSTRUMENT, "partition": "a;rm"}}, "should match pattern"),
         ({"WISH": {**INSTRUMENT, "timeout_s": 0}}, "greater than 0"),
     ],
 )

@@ -1,0 +1,285 @@
+"""Reductions on a real one-node Slurm (``scripts/services.sh start slurm``).
+
+The API and the processors share one database (SQLite, then MariaDB) and the SQL queue. The
+instrument HEAVY reduces with the real ``noop`` plugin as an ``sbatch`` job: its job, its state,
+its memory and its attempts are Slurm's and the database's, never simulated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from autoreduce.db import Database
+from autoreduce.db.models import RunAttempt
+from autoreduce.plugin_manager import Plugins, installed_plugins
+from autoreduce.settings import Settings
+from queue_processor.slurm import job_state
+from queue_processor.worker import QueueProcessor
+from tests.api_client import RUNS, data_file, reaches, run_body, version
+from tests.conftest import approve_builtin_plugins, instrument_config
+from tests.integration.conftest import start_service
+from tests.polling import wait_for
+
+Auth = Callable[..., dict[str, str]]
+SLURM_CONF = "/var/tmp/autoreduce-services/slurm/slurm.conf"
+
+
+@pytest.fixture(scope="session")
+def slurm() -> None:
+    start_service("slurm")
+
+
+@pytest.fixture(autouse=True)
+def _slurm_clients(slurm: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client commands (sbatch, scontrol, scancel) find the project's cluster."""
+    monkeypatch.setenv(
+        "SLURM_CONF",
+        os.path.join(
+            os.environ.get("AUTOREDUCE_SERVICES_DIR", "/var/tmp/autoreduce-services"),
+            "slurm",
+            "slurm.conf",
+        ),
+    )
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
+    heavy = {"timeout_s": 300, "executor": "slurm", "memory_mb": 128, "max_memory_mb": 1024}
+    return make_settings(
+        HEAVY=instrument_config("noop", **heavy),
+        LATE=instrument_config("noop", **heavy, sbatch_options=["--begin=now+2"]),
+        SLOW=instrument_config("noop", **heavy, variables={"sleep_s": 120.0}),
+        SLEEPY=instrument_config("noop", **heavy, variables={"sleep_s": 8.0}),
+        HOG=instrument_config("noop", **heavy, variables={"hold_mb": 160}),
+        LOCALHOG=instrument_config(
+            "noop", memory_mb=64, max_memory_mb=256, variables={"hold_mb": 96, "sleep_s": 1.0}
+        ),
+        database_url=database_url,
+        public_read=True,
+        heartbeat_interval_s=0.2,
+        visibility_timeout_s=2.0,
+        shutdown_grace_s=0,
+        retry_delay_s=0,
+        slurm_poll_s=0.2,
+        slurm_overhead_mb=0,
+    )
+
+
+@pytest.fixture
+def plugins() -> Plugins:
+    """The installed plugins (the Slurm job loads them the same way)."""
+    return installed_plugins()
+
+
+@pytest.fixture
+def data_files(settings: Settings) -> None:
+    for instrument in ("HEAVY", "LATE", "SLOW", "SLEEPY", "HOG", "LOCALHOG"):
+        for run_number in range(1, 6):
+            data_file(settings, instrument, run_number)
+
+
+@pytest.fixture
+def approved(db: Database) -> None:
+    approve_builtin_plugins(db)
+
+
+@contextlib.contextmanager
+def serve_in_thread(
+    settings: Settings, db: Database, processor_id: str
+) -> Iterator[QueueProcessor]:
+    """A processor consuming on a thread of its own, stopped (and joined) on the way out."""
+    processor = QueueProcessor(settings, database=db, processor_id=processor_id)
+    thread = threading.Thread(target=processor.serve, name=processor_id)
+    thread.start()
+    try:
+        yield processor
+    finally:
+        processor.stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+
+
+@pytest.fixture
+def serving(settings: Settings, db: Database, approved: None) -> Iterator[QueueProcessor]:
+    with serve_in_thread(settings, db, "p1") as processor:
+        yield processor
+
+
+@pytest.fixture
+def submit(app_client: TestClient, auth: Auth) -> Callable[..., dict[str, Any]]:
+    headers = auth("detector")
+
+    def submit_run(instrument: str, run_number: int) -> dict[str, Any]:
+        response = app_client.post(RUNS, json=run_body(run_number, instrument), headers=headers)
+        assert response.status_code == 201, response.text
+        app_client.app.state.api.relay.relay_once()  # type: ignore[attr-defined]
+        item: dict[str, Any] = response.json()
+        return item
+
+    return submit_run
+
+
+def attempts(db: Database, run_id: int) -> list[RunAttempt]:
+    with db.read_session() as session:
+        rows = list(
+            session.scalars(
+                select(RunAttempt).where(RunAttempt.run_id == run_id).order_by(RunAttempt.attempt)
+            )
+        )
+        for row in rows:
+            session.expunge(row)
+        return rows
+
+
+def test_a_run_is_reduced_as_a_slurm_job_shown_pending_then_completed(
+    app_client: TestClient,
+    db: Database,
+    settings: Settings,
+    serving: QueueProcessor,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    run = submit("LATE", 1)  # --begin=now+4: Slurm holds the job pending a few seconds
+
+    pending = wait_for(
+        lambda: (
+            (item := version(app_client, "LATE", 1))["message"].startswith("pending in Slurm")
+            and item
+        ),
+        timeout_s=30,
+    )
+    assert pending["status"] == "Processing"
+    [row] = attempts(db, run["id"])
+    assert pending["message"] == f"pending in Slurm as job {row.slurm_job_id}"
+    assert row.slurm_job_id and row.executor == "slurm"
+
+    done = reaches(app_client, "LATE", 1, "Completed", timeout_s=90)
+    output_dir = settings.output_dir("LATE", 1, 0, "")
+    assert (output_dir / "noop.txt").read_text().strip() == "1"
+    log = (output_dir / "reduction.log").read_text()
+    assert "reducing LATE run 1 v0 with plugin noop" in log
+    assert {o["name"] for o in done["outputs"]} >= {"noop.txt", "reduction.log"}
+    [shown] = done["attempt_history"]
+    assert (shown["executor"], shown["slurm_job_id"], shown["memory_mb"], shown["cpus"]) == (
+        "slurm",
+        row.slurm_job_id,
+        128,
+        1,
+    )
+    assert (shown["slurm_state"], shown["outcome"]) == ("COMPLETED", "completed")
+    assert job_state(row.slurm_job_id).state == "COMPLETED"
+    assert not [p for p in output_dir.parent.iterdir() if ".slurm-" in p.name]
+    page = app_client.get("/runs/LATE/1").text
+    assert f"slurm job {row.slurm_job_id} (COMPLETED)" in page
+
+
+def test_cancelling_a_run_scancels_its_job(
+    app_client: TestClient,
+    auth: Auth,
+    db: Database,
+    serving: QueueProcessor,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    run = submit("SLOW", 2)
+    wait_for(lambda: version(app_client, "SLOW", 2)["message"].startswith("running in Slurm"))
+    [row] = attempts(db, run["id"])
+
+    answer = app_client.post(
+        f"{RUNS}/SLOW/2/versions/0/cancel", json={"reason": "wrong sample"}, headers=auth("admin")
+    )
+    assert answer.status_code == 202
+
+    cancelled = reaches(app_client, "SLOW", 2, "Cancelled", timeout_s=60)
+    assert "wrong sample" in cancelled["message"]
+    assert job_state(row.slurm_job_id).state == "CANCELLED"
+
+
+def test_a_run_over_its_memory_is_retried_with_double_memory_and_completes(
+    app_client: TestClient,
+    db: Database,
+    serving: QueueProcessor,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    run = submit("HOG", 3)  # holds 160 MB: more than 128 MB
+
+    done = reaches(app_client, "HOG", 3, "Completed", timeout_s=120)
+
+    rows = attempts(db, run["id"])
+    memories = [row.memory_mb for row in rows]
+    assert memories[:2] == [128, 256] and all(b == 2 * a for a, b in itertools.pairwise(memories))
+    assert [row.outcome for row in rows] == ["retried"] * (len(rows) - 1) + ["completed"]
+    assert rows[0].slurm_state == "OUT_OF_MEMORY"  # the cgroup limit, Slurm's verdict
+    assert "retrying with 256 MB" in rows[0].reason
+    assert len({row.slurm_job_id for row in rows}) == len(rows)  # a job of its own each
+    assert done["attempts"] == len(rows)
+    assert [item["memory_mb"] for item in done["attempt_history"]] == memories
+
+
+def test_a_local_run_over_its_memory_limit_is_retried_with_double_memory(
+    app_client: TestClient,
+    db: Database,
+    serving: QueueProcessor,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    run = submit("LOCALHOG", 5)  # holds 96 MB: more than 64 MB
+
+    done = reaches(app_client, "LOCALHOG", 5, "Completed", timeout_s=60)
+
+    rows = attempts(db, run["id"])
+    assert [(row.executor, row.memory_mb, row.outcome) for row in rows] == [
+        ("local", 64, "retried"),
+        ("local", 128, "completed"),
+    ]
+    assert rows[0].reason == ("plugin exceeded its memory limit of 64 MB; retrying with 128 MB")
+    assert done["attempts"] == 2 and done["message"] == ""
+
+
+def _serve_processor(settings_json: str, processor_id: str) -> None:
+    """A processor in a process of its own (killed by the test)."""
+    settings = Settings.model_validate_json(settings_json)
+    QueueProcessor(settings, processor_id=processor_id).serve()
+
+
+def test_a_processor_killed_while_its_job_runs_the_run_completes_once_submitted_once(
+    app_client: TestClient,
+    db: Database,
+    settings: Settings,
+    approved: None,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    context = multiprocessing.get_context("spawn")
+    doomed = context.Process(
+        target=_serve_processor, args=(settings.model_dump_json(), "doomed"), daemon=True
+    )
+    doomed.start()
+    try:
+        run = submit("SLEEPY", 4)
+        wait_for(
+            lambda: version(app_client, "SLEEPY", 4)["message"].startswith("running in Slurm"),
+            timeout_s=60,
+        )
+        [first] = attempts(db, run["id"])
+        assert first.processor == "doomed" and first.slurm_job_id
+    finally:
+        doomed.kill()  # SIGKILL: no goodbye, the message stays unacked
+        doomed.join(timeout=30)
+    assert job_state(first.slurm_job_id).active  # the job runs on without its processor
+
+    with serve_in_thread(settings, db, "heir"):
+        done = reaches(app_client, "SLEEPY", 4, "Completed", timeout_s=90)
+
+    rows = attempts(db, run["id"])
+    assert [row.processor for row in rows] == ["doomed", "heir"]
+    assert {row.slurm_job_id for row in rows} == {first.slurm_job_id}  # submitted once
+    assert [row.outcome for row in rows] == ["taken over", "completed"]
+    assert done["attempts"] == 2
+    assert (settings.output_dir("SLEEPY", 4, 0, "") / "noop.txt").read_text().strip() == "4"
