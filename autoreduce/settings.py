@@ -121,7 +121,10 @@ class InstrumentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    plugin: str
+    plugin: str = Field("", description="Entry-point name of the reduction plugin.")
+    pipeline: str = Field(
+        "", description="Name of a pipeline file in `pipelines_dir`, instead of `plugin`."
+    )
     lastruns: str
     data: str
     output: str = "{outputs}/{instrument}/{experiment_ref}/{run_number}/v{run_version}"
@@ -143,6 +146,12 @@ class InstrumentConfig(BaseModel):
         if value == "slurm":
             raise ValueError("executor 'slurm' is not built yet; use 'local'")
         return value
+
+    @model_validator(mode="after")
+    def _plugin_or_pipeline(self) -> InstrumentConfig:
+        if bool(self.plugin) == bool(self.pipeline):
+            raise ValueError("give exactly one of plugin and pipeline")
+        return self
 
 
 STORAGE_URL = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/[A-Za-z0-9._/-]*)?$")
@@ -682,6 +691,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         1024**3, gt=0, description="API: an upload larger than this many bytes is refused 413."
     )
+    pipelines_dir: Path | None = Field(
+        None,
+        description="Where pipeline files (`<name>.yaml`) live; default data_dir/pipelines.",
+    )
     jobs: JobSettings = Field(
         default_factory=lambda: JobSettings.model_validate({}),
         description="Reductions of uploaded files (jobs).",
@@ -760,6 +773,10 @@ class Settings(BaseSettings):
     @property
     def outputs_root(self) -> Path:
         return (self.outputs or self.data_dir / "outputs").expanduser().resolve()
+
+    @property
+    def resolved_pipelines_dir(self) -> Path:
+        return (self.pipelines_dir or self.data_dir / "pipelines").expanduser().resolve()
 
     @property
     def logs_dir(self) -> Path:
