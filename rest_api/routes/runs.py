@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
-from autoreduce.db.models import ReductionRun, RunStatus
+from autoreduce.db.models import ReductionRun, RunStatus, RunStep
 from autoreduce.search import SearchSyntaxError, parse_search
 from rest_api.auth import Caller, ReaderDep, require_role
 from rest_api.cancellation import cancel_run_version
@@ -29,6 +29,7 @@ from rest_api.schemas import (
     RunPage,
     RunSubmission,
     RunVersions,
+    StepItem,
     check_text,
     utc_timestamp,
 )
@@ -91,7 +92,35 @@ def run_item(run: ReductionRun) -> RunItem:
         error_category=run.error_category or "",
         error_fingerprint=run.error_fingerprint or "",
         error_signature=run.error_signature or "",
+        from_step=run.from_step or "",
     )
+
+
+def steps_by_run(session: Session, run_ids: list[int]) -> dict[int, list[StepItem]]:
+    """The pipeline steps of each of ``run_ids``, in file order."""
+    query = select(RunStep).where(RunStep.run_id.in_(run_ids)).order_by(RunStep.position)
+    found: dict[int, list[StepItem]] = {}
+    for row in session.scalars(query):
+        found.setdefault(row.run_id, []).append(
+            StepItem(
+                step=row.step,
+                state=row.state,
+                message=row.message,
+                plugin=row.plugin,
+                rely=list(row.rely or []),
+                cpus=row.cpus,
+                memory_mb=row.memory_mb,
+                timeout_s=row.timeout_s,
+                executor=row.executor,
+                peak_rss_mb=row.peak_rss_mb,
+                wall_s=row.wall_s,
+                log=row.log_path,
+                reused_from_version=row.reused_from_version,
+                started_at=row.started_at,
+                finished_at=row.finished_at,
+            )
+        )
+    return found
 
 
 def _provenance(recorded: dict[str, object] | None) -> Provenance | None:
@@ -275,10 +304,13 @@ def get_run(
     versions = find_versions(session, instrument, run_number)
     if not versions:
         raise HTTPException(status_code=404, detail=f"run {instrument!r} {run_number} not found")
+    steps = steps_by_run(session, [run.id for run in versions])
     return RunVersions(
         instrument=instrument,
         run_number=run_number,
-        versions=[run_item(run) for run in versions],
+        versions=[
+            run_item(run).model_copy(update={"steps": steps.get(run.id, [])}) for run in versions
+        ],
     )
 
 
