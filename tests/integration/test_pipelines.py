@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pluggy
 import pytest
 from sqlalchemy import select
 
+from autoreduce import hookspecs
 from autoreduce.db import Database
 from autoreduce.db.models import ReductionRun, RunStatus, RunStep
+from autoreduce.plugin import (
+    PROJECT,
+    ReductionContext,
+    ReductionResult,
+    Variable,
+    hookimpl,
+)
+from autoreduce.plugin_manager import Plugins
 from autoreduce.settings import Settings
 from autoreduce.transport.sql import SqlTransport
 from queue_processor.worker import QueueProcessor
@@ -198,3 +210,86 @@ def test_broken_pipeline_fails_its_runs_naming_file_and_line_and_others_flow(
     assert f"{pipelines_dir / 'three.yaml'}:{line}:" in broken.message
     assert what in broken.message
     assert reload(database, other).status == RunStatus.COMPLETED
+
+
+class Stepper:
+    """A test plugin that writes what a pipeline step receives: its inputs and variables."""
+
+    @hookimpl
+    def reduction_variables(self, instrument: str) -> list[Variable]:
+        return [Variable("label", "str", "x", "A label")]
+
+    @hookimpl
+    def reduce(self, context: ReductionContext) -> ReductionResult:
+        calibration = (context.inputs["calibrate"] / "calibration.txt").read_text().strip()
+        received = {
+            "inputs": sorted(context.inputs),
+            "calibration": calibration,
+            "factor": context.variables["factor"],
+            "label": context.variables["label"],
+            "env": os.environ.get("STEP_ENV", ""),
+        }
+        path = context.output_dir / "received.json"
+        path.write_text(json.dumps(received))
+        return ReductionResult(files=[path], summary="stepped")
+
+
+PLUGIN_STEP = """\
+name: plugged
+steps:
+  calibrate:
+    command: "echo calibrated > calibration.txt"
+  focus:
+    plugin: stepper
+    env: {STEP_ENV: "from the file"}
+    options:
+      factor: {type: float, default: 2.0, help: "Scale"}
+    rely: [calibrate]
+  slow:
+    command: "sleep 30"
+    timeout_s: 1
+"""
+
+
+@pytest.fixture
+def stepper_processor(
+    settings: Settings, database: Database, transport: SqlTransport, pipelines_dir: Path
+) -> QueueProcessor:
+    manager = pluggy.PluginManager(PROJECT)
+    manager.add_hookspecs(hookspecs)
+    manager.register(Stepper(), name="stepper")
+    (pipelines_dir / "plugged.yaml").write_text(PLUGIN_STEP)
+    plugged = settings.model_copy(
+        update={
+            "instruments": {
+                **settings.instruments,
+                "PIPE": settings.instruments["PIPE"].model_copy(update={"pipeline": "plugged"}),
+            }
+        }
+    )
+    return QueueProcessor(
+        plugged, database=database, transport=transport, plugins=Plugins(manager), processor_id="p2"
+    )
+
+
+def test_plugin_step_gets_its_inputs_options_and_env_and_a_step_keeps_its_own_time_limit(
+    settings: Settings, database: Database, transport: SqlTransport,
+    stepper_processor: QueueProcessor,
+) -> None:  # fmt: skip
+    run = reduce_one(settings, database, transport, stepper_processor, 6, factor=3.0)
+
+    steps = steps_of(database, run.id)
+    assert steps["focus"].state == "Completed", steps["focus"].message
+    received = json.loads((Path(run.output_dir) / "focus" / "received.json").read_text())
+    assert received == {
+        "inputs": ["calibrate"],
+        "calibration": "calibrated",
+        "factor": 3.0,
+        "label": "x",
+        "env": "from the file",
+    }
+    assert steps["slow"].state == "Error"
+    assert steps["slow"].timeout_s == 1
+    assert run.status == RunStatus.ERROR
+    assert run.message.startswith("step slow failed:")
+    assert "1 s time limit" in run.message
