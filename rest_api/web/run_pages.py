@@ -21,7 +21,7 @@ from rest_api.cancellation import cancel_run_version
 from rest_api.dependencies import ApiState, SessionDep, StateDep
 from rest_api.reruns import record_rerun
 from rest_api.routes.instruments import declarations
-from rest_api.routes.runs import run_item
+from rest_api.routes.runs import run_item, steps_by_run
 from rest_api.schemas import MAX_RUN_NUMBER, MAX_RUN_VERSION, CancelRequest, RerunRequest, RunItem
 from rest_api.submission import find_versions
 from rest_api.web.render import render
@@ -45,7 +45,11 @@ def _versions_or_404(
     versions = find_versions(session, instrument, run_number) if caller.may_read(instrument) else []
     if not versions:
         raise HTTPException(status_code=404, detail=f"run {instrument} {run_number} not found")
-    return [run_item(run) for run in reversed(versions)]
+    steps = steps_by_run(session, [run.id for run in versions])  # a pipeline's, else none
+    return [
+        run_item(run).model_copy(update={"steps": steps.get(run.id, [])})
+        for run in reversed(versions)
+    ]
 
 
 def _versions_context(versions: list[RunItem], instrument: str, run_number: int) -> dict[str, Any]:

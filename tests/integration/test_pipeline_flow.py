@@ -153,3 +153,18 @@ def test_cancelling_a_pipeline_stops_its_running_step_and_skips_the_rest(
     cancelled = version_reaches(app_client, 2, 0, "Cancelled")
 
     assert states(cancelled) == {"prepare": "Completed", "work": "Cancelled", "report": "Skipped"}
+
+
+def test_the_run_page_shows_each_step(
+    app_client: TestClient, auth: Auth, serving: QueueProcessor
+) -> None:
+    submit(app_client, auth, 3)
+    version_reaches(app_client, 3, 0, "Completed")
+
+    page = app_client.get("/runs/FLOW/3")
+
+    assert page.status_code == 200
+    assert "Pipeline steps" in page.text
+    for step in ("prepare", "work", "report"):
+        assert f"<td>{step}</td>" in page.text
+    assert page.text.count('class="state state-Completed">Completed') >= 4  # the run and steps
