@@ -316,7 +316,8 @@ class VariableDeclaration(BaseModel):
 
 class InstrumentItem(BaseModel):
     name: str
-    plugin: str
+    plugin: str = Field(description="Its plugin; empty when it runs a pipeline.")
+    pipeline: str = Field("", description="The pipeline it runs (`GET /api/v1/pipelines`).")
     paused: bool
     run_counts: dict[str, int] = Field(description="Run versions per status.")
     latest_run_number: int | None
