@@ -695,6 +695,9 @@ class Settings(BaseSettings):
         None,
         description="Where pipeline files (`<name>.yaml`) live; default data_dir/pipelines.",
     )
+    pipeline_parallel_steps: int = Field(
+        4, ge=1, le=64, description="Processor: steps of one pipeline run running at once, at most."
+    )
     jobs: JobSettings = Field(
         default_factory=lambda: JobSettings.model_validate({}),
         description="Reductions of uploaded files (jobs).",

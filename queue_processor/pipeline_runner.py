@@ -107,12 +107,16 @@ def _is_plot(name: str) -> bool:
 
 
 def _files_below(directory: Path) -> list[str]:
-    """Regular files below ``directory`` (relative, sorted), its logs left out."""
+    """Regular files below ``directory`` (relative, sorted; symlinks neither followed nor
+    listed), its logs left out."""
     found = []
-    for path in sorted(directory.rglob("*")):
-        if path.is_file() and not path.is_symlink() and path.name not in (LOG_NAME, JSON_LOG_NAME):
+    for parent, _, names in os.walk(directory):  # followlinks=False
+        for name in names:
+            path = Path(parent) / name
+            if path.is_symlink() or not path.is_file() or name in (LOG_NAME, JSON_LOG_NAME):
+                continue
             found.append(path.relative_to(directory).as_posix())
-    return found
+    return sorted(found)
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,7 @@ class PipelineRun:
     base_dir: Path | None = None  # the derived-from version's outputs (from_step re-runs)
     base_run_id: int | None = None
     base_version: int | None = None
+    max_parallel_steps: int = 4  # steps of this run running at once, at most
 
 
 class PipelineRunner:
@@ -159,17 +164,19 @@ class PipelineRunner:
             self._reuse(name)
         pending = [name for name in self.pipeline.order if name not in self.state]
         running: dict[Future[Outcome], str] = {}
-        with ThreadPoolExecutor(max_workers=len(self.pipeline.steps)) as pool:
+        workers = min(len(self.pipeline.steps), self.target.max_parallel_steps)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             while pending or running:
-                for name in self._ready(pending):
+                for name in self._ready(pending)[: workers - len(running)]:
                     pending.remove(name)
                     self._mark(name, RunStatus.PROCESSING, started_at=utcnow())
                     running[pool.submit(self._run_step, name)] = name
                 for name in self._blocked(pending):
                     pending.remove(name)
                     self._skip(name)
-                if not running:
-                    if pending and not self._ready(pending):  # cannot happen in a DAG; no hang
+                if not running:  # in a DAG some pending step is now ready or blocked
+                    stuck = not (self._ready(pending) or self._blocked(pending))
+                    if pending and stuck:
                         raise RuntimeError(f"pipeline steps {pending} can never start")
                     continue
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -461,5 +468,6 @@ def run_pipeline(
         base_dir=base[0] if base else None,
         base_run_id=base[1] if base else None,
         base_version=base[2] if base else None,
+        max_parallel_steps=settings.pipeline_parallel_steps,
     )
     return PipelineRunner(database, plugins, pipeline, target, stop_reason).run()

@@ -293,3 +293,21 @@ def test_plugin_step_gets_its_inputs_options_and_env_and_a_step_keeps_its_own_ti
     assert run.status == RunStatus.ERROR
     assert run.message.startswith("step slow failed:")
     assert "1 s time limit" in run.message
+
+
+def test_pipeline_parallel_steps_of_one_runs_the_branches_one_after_the_other(
+    settings: Settings, database: Database, transport: SqlTransport, pipelines_dir: Path
+) -> None:
+    write_pipeline(pipelines_dir)
+    one_at_a_time = settings.model_copy(update={"pipeline_parallel_steps": 1})
+    processor = QueueProcessor(
+        one_at_a_time, database=database, transport=transport, processor_id="p3"
+    )
+
+    run = reduce_one(settings, database, transport, processor, 7)
+
+    assert run.status == RunStatus.COMPLETED, run.message
+    steps = steps_of(database, run.id)
+    focus, fit = steps["focus"], steps["fit"]
+    assert focus.started_at and focus.finished_at and fit.started_at and fit.finished_at
+    assert focus.finished_at <= fit.started_at or fit.finished_at <= focus.started_at
