@@ -107,7 +107,10 @@ def settings_problems(
 def environment_warnings(environ: Mapping[str, str]) -> list[str]:
     """``AUTOREDUCE_*`` variables that are not settings (they are ignored)."""
     known = [CONFIG_ENV] + [ENV_PREFIX + name.upper() for name in Settings.model_fields]
-    nested = {ENV_PREFIX + name.upper() + "__" for name in ("archive", "ldap", "instruments")}
+    nested = {
+        ENV_PREFIX + name.upper() + "__"
+        for name in ("archive", "ldap", "instruments", "backup", "retention")
+    }
     warnings = []
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name.startswith(NOT_SETTINGS_ENV_PREFIXES):

@@ -9,8 +9,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import FileResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session
 
-from autoreduce.db.models import RunOutput
+from autoreduce.db.models import RetentionCleanup, RunOutput
 from autoreduce.jobs import submitted_job
 from autoreduce.storage import NotInStore, ObjectStore, StoreError
 from rest_api.auth import ReaderDep
@@ -47,6 +48,17 @@ def output_path(output_dir: str, name: str) -> FilePath | None:
     except (OSError, ValueError):  # NUL bytes, loops, permissions
         return None
     return target
+
+
+def retention_removal(session: Session, run_id: int) -> str | None:
+    """Why a run version's log is gone when the retention clean-up removed it, else None."""
+    cleanup = session.get(RetentionCleanup, run_id)
+    if cleanup is None or not (cleanup.files or cleanup.log_lines):  # it had nothing to remove
+        return None
+    return (
+        f"log removed by retention on {cleanup.cleaned_at:%Y-%m-%d}; the run, its reduced data "
+        "and plots remain"
+    )
 
 
 def stored_response(
@@ -100,13 +112,14 @@ OutputId = Annotated[
 @router.get(
     "/{output_id}",
     response_class=FileResponse,
-    responses={200: {"description": "The file."}, **problems(401, 404, 503)},
+    responses={200: {"description": "The file."}, **problems(401, 404, 410, 503)},
 )
 def download_output(
     output_id: OutputId, session: SessionDep, state: StateDep, caller: ReaderDep
 ) -> Response:
     """The output file; 404 if unknown, gone, outside its run's output directory, or of an
-    instrument the caller may not read. Outputs in the object store are streamed from it."""
+    instrument the caller may not read; 410 if the retention clean-up removed it (a log).
+    Outputs in the object store are streamed from it."""
     output = session.get(RunOutput, int(output_id))
     readable = output is not None and (
         caller.may_read(output.run.instrument) or submitted_job(caller.name, output.run)
@@ -118,6 +131,8 @@ def download_output(
     target = None
     if output is not None and readable:
         target = output_path(output.run.output_dir, output.name)
+        if target is None and (removed := retention_removal(session, output.run_id)):
+            raise HTTPException(status_code=410, detail=f"output {output_id}: {removed}")
     if target is None:
         raise HTTPException(status_code=404, detail=f"output {output_id} not found")
     return FileResponse(

@@ -1,7 +1,7 @@
 """pipeline steps: one row per step of a pipeline run version, and a re-run's from_step
 
 Revision ID: 0019
-Revises: 0017
+Revises: 0018
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 import autoreduce.db.models
 
 revision = "0019"
-down_revision = "0017"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
