@@ -15,11 +15,8 @@ that is neither ``from_step`` nor relies on it, when that step Completed there; 
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
-import subprocess
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -34,89 +31,15 @@ from autoreduce.db.models import ReductionRun, RunStatus, RunStep, utcnow
 from autoreduce.failures import ErrorCategory
 from autoreduce.paths import UnsafePathError, confine
 from autoreduce.pipelines import Pipeline, PipelineError, Step, load_pipeline
-from autoreduce.plugin import ReductionContext, ReductionResult, RunInfo
+from autoreduce.plugin import RunInfo
 from autoreduce.plugin_approvals import PluginGate
 from autoreduce.plugin_manager import Plugins
 from autoreduce.settings import Settings
-from queue_processor.child import JSON_LOG_NAME
 from queue_processor.isolation import LOG_NAME, Outcome, ReductionJob, run_isolated
+from queue_processor.pipeline_steps import COMMAND, StepPlugins, files_below, is_plot
 
 logger = logging.getLogger("autoreduce.process")
-COMMAND = "command"  # the ``plugin`` column of a command step
 _FAILED = (RunStatus.ERROR, RunStatus.SKIPPED, RunStatus.CANCELLED)  # a step's end but Completed
-PLOT_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".pdf")
-
-
-class StepCommandFailed(RuntimeError):
-    """A command step exited with a non-zero status."""
-
-
-class StepPlugins(Plugins):
-    """The processor's plugins, as one step's child sees them: its environment, its inputs and,
-    for a command step, the command in place of a plugin."""
-
-    def __init__(self, plugins: Plugins, step: Step, inputs: dict[str, Path]) -> None:
-        super().__init__(plugins.manager)
-        self.step = step
-        self.inputs = inputs
-
-    def reduce(self, plugin_name: str, context: ReductionContext) -> ReductionResult:
-        """Runs in the step's child process: set its environment, then reduce or run."""
-        env = _step_environment(self.step, context, self.inputs)
-        os.environ.update(env)
-        context.inputs = dict(self.inputs)
-        if self.step.command is None:
-            return super().reduce(plugin_name, context)
-        argv = (
-            ["/bin/sh", "-c", self.step.command]
-            if isinstance(self.step.command, str)
-            else list(self.step.command)
-        )
-        context.logger.info("running %s", json.dumps(argv))
-        code = subprocess.run(argv, cwd=context.output_dir, env=dict(os.environ)).returncode
-        if code != 0:
-            raise StepCommandFailed(f"command exited with status {code}")
-        files = _files_below(context.output_dir)
-        return ReductionResult(
-            files=[context.output_dir / name for name in files if not _is_plot(name)],
-            plots=[context.output_dir / name for name in files if _is_plot(name)],
-            summary=f"command {argv[0]} finished",
-        )
-
-
-def _step_environment(
-    step: Step, context: ReductionContext, inputs: dict[str, Path]
-) -> dict[str, str]:
-    run = context.run
-    env = {
-        "AUTOREDUCE_INSTRUMENT": run.instrument,
-        "AUTOREDUCE_RUN_NUMBER": str(run.run_number),
-        "AUTOREDUCE_RUN_VERSION": str(run.run_version),
-        "AUTOREDUCE_DATA_PATH": str(run.data_path),
-        "AUTOREDUCE_OUTPUT_DIR": str(context.output_dir),
-        "AUTOREDUCE_VARIABLES": json.dumps(context.variables),
-        "AUTOREDUCE_INPUT_DIRS": os.pathsep.join(str(path) for path in inputs.values()),
-    }
-    for name, path in inputs.items():
-        env[f"AUTOREDUCE_INPUT_{name.upper().replace('-', '_')}"] = str(path)
-    return {**env, **step.env}
-
-
-def _is_plot(name: str) -> bool:
-    return name.lower().endswith(PLOT_SUFFIXES)
-
-
-def _files_below(directory: Path) -> list[str]:
-    """Regular files below ``directory`` (relative, sorted; symlinks neither followed nor
-    listed), its logs left out."""
-    found = []
-    for parent, _, names in os.walk(directory):  # followlinks=False
-        for name in names:
-            path = Path(parent) / name
-            if path.is_symlink() or not path.is_file() or name in (LOG_NAME, JSON_LOG_NAME):
-                continue
-            found.append(path.relative_to(directory).as_posix())
-    return sorted(found)
 
 
 @dataclass(frozen=True)
@@ -297,8 +220,8 @@ class PipelineRunner:
                 files += [f"{name}/{file}" for file in outcome.files]
                 plots += [f"{name}/{plot}" for plot in outcome.plots]
             else:  # reused: what its directory holds
-                for file in _files_below(self._step_dir(name)):
-                    (plots if _is_plot(file) else files).append(f"{name}/{file}")
+                for file in files_below(self._step_dir(name)):
+                    (plots if is_plot(file) else files).append(f"{name}/{file}")
         steps = len(self.pipeline.steps)
         return Outcome(
             ok=True,
