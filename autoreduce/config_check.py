@@ -127,6 +127,8 @@ def plugin_problems(settings: Settings, plugins: Plugins) -> list[str]:
     installed = plugins.names()
     problems = []
     for name, instrument in sorted(settings.instruments.items()):
+        if instrument.pipeline:  # checked by pipeline_problems: a broken file stops no service
+            continue
         if instrument.plugin not in installed:
             hint = did_you_mean(instrument.plugin, installed, "'{}'")
             problems.append(
@@ -148,4 +150,23 @@ def plugin_problems(settings: Settings, plugins: Plugins) -> list[str]:
         if plugin not in installed:
             hint = did_you_mean(plugin, installed, "'{}'")
             problems.append(f"jobs.plugins: no plugin named '{plugin}' is installed{hint}")
+    return problems
+
+
+def pipeline_problems(settings: Settings, plugins: Plugins) -> list[str]:
+    """Each instrument's pipeline file that does not load (file and line named).
+
+    Only ``autoreduce config check`` reports these: a service starts anyway, and the runs of an
+    instrument whose pipeline is broken go to Error with the reason.
+    """
+    from autoreduce.pipelines import PipelineError, load_pipeline
+
+    problems = []
+    for name, instrument in sorted(settings.instruments.items()):
+        if not instrument.pipeline:
+            continue
+        try:
+            load_pipeline(settings.resolved_pipelines_dir, instrument.pipeline, plugins.names())
+        except PipelineError as error:
+            problems.append(f"instruments.{name}.pipeline: {error}")
     return problems

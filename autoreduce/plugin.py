@@ -65,6 +65,8 @@ class ReductionContext:
     output_dir: Path
     logger: logging.Logger
     progress: Callable[[float], None] = field(default=lambda fraction: None)
+    inputs: dict[str, Path] = field(default_factory=dict)
+    """A pipeline step's inputs: the output directory of each step it relies on, by name."""
 
 
 @dataclass

@@ -121,7 +121,10 @@ class InstrumentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    plugin: str
+    plugin: str = Field("", description="Entry-point name of the reduction plugin.")
+    pipeline: str = Field(
+        "", description="Name of a pipeline file in `pipelines_dir`, instead of `plugin`."
+    )
     lastruns: str
     data: str
     output: str = "{outputs}/{instrument}/{experiment_ref}/{run_number}/v{run_version}"
@@ -159,6 +162,12 @@ class InstrumentConfig(BaseModel):
         from autoreduce.slurm_options import check_sbatch_options
 
         return check_sbatch_options(value)
+
+    @model_validator(mode="after")
+    def _plugin_or_pipeline(self) -> InstrumentConfig:
+        if bool(self.plugin) == bool(self.pipeline):
+            raise ValueError("give exactly one of plugin and pipeline")
+        return self
 
 
 STORAGE_URL = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/[A-Za-z0-9._/-]*)?$")
@@ -771,6 +780,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         1024**3, gt=0, description="API: an upload larger than this many bytes is refused 413."
     )
+    pipelines_dir: Path | None = Field(
+        None,
+        description="Where pipeline files (`<name>.yaml`) live; default data_dir/pipelines.",
+    )
+    pipeline_parallel_steps: int = Field(
+        4, ge=1, le=64, description="Processor: steps of one pipeline run running at once, at most."
+    )
     jobs: JobSettings = Field(
         default_factory=lambda: JobSettings.model_validate({}),
         description="Reductions of uploaded files (jobs).",
@@ -855,6 +871,10 @@ class Settings(BaseSettings):
     @property
     def outputs_root(self) -> Path:
         return (self.outputs or self.data_dir / "outputs").expanduser().resolve()
+
+    @property
+    def resolved_pipelines_dir(self) -> Path:
+        return (self.pipelines_dir or self.data_dir / "pipelines").expanduser().resolve()
 
     @property
     def backup_dir(self) -> Path:

@@ -43,6 +43,7 @@ from queue_processor.executors import Executors
 from queue_processor.heartbeat import Heartbeat
 from queue_processor.isolation import LOG_NAME, Outcome, ReductionJob, ReductionLauncher
 from queue_processor.log_shipper import LogLimits, LogShipper
+from queue_processor.pipeline_runner import run_pipeline
 from queue_processor.publish import publish_outputs
 from queue_processor.record import (
     move_into_place,
@@ -372,10 +373,15 @@ class QueueProcessor:
             limits=LogLimits.from_settings(self.settings),
         )
         with shipper:  # every shipped line is in before the final state is recorded
-            # executor hook (slurm): was self.launcher.run(job, stop_reason=...)
-            outcome = self.executors.run(
-                run, attempt, job, config, stop_reason=lambda: self._stop_reason(run.id)
-            )
+            if config.pipeline:  # PIPELINE SEAM: its steps run as a DAG (pipeline_runner.py)
+                outcome = run_pipeline(
+                    self.database, self.plugins, self.settings, run, job,
+                    stop_reason=lambda: self._stop_reason(run.id),
+                )  # fmt: skip
+            else:  # executor hook (slurm): local or Slurm, with the attempt's resources
+                outcome = self.executors.run(
+                    run, attempt, job, config, stop_reason=lambda: self._stop_reason(run.id)
+                )
         if (request := cancel_request(self.database, run.id)) is not None:
             shutil.rmtree(job.work_dir, ignore_errors=True)  # partial outputs never move in
             return self._cancelled(run, attempt, request, outcome)

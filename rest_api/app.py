@@ -38,6 +38,7 @@ from rest_api.routes import (
     logs,
     oauth,
     outputs,
+    pipelines,
     queue,
     reruns,
     runs,
@@ -207,6 +208,7 @@ def create_app(
         audit,
         oauth,
         plugin_routes,
+        pipelines,
         uploads,
         jobs,
     ):

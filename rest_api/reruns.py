@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from autoreduce.audit import Actor
 from autoreduce.db.models import ReductionRun, RunStatus
+from autoreduce.pipelines import PipelineError, load_pipeline
 from autoreduce.plugin import Variable
 from autoreduce.state_machine import one_line
 from autoreduce.variable_rules import BaseVersion, Rule, check_rule_values, differences
@@ -169,9 +170,11 @@ def plan_rerun(
     return plan
 
 
-def new_version(plan: RerunPlan, description: str, submitted_by: str, held: str) -> ReductionRun:
+def new_version(
+    plan: RerunPlan, description: str, submitted_by: str, held: str, from_step: str = ""
+) -> ReductionRun:
     """The row of the planned version (not yet added to a session); ``held`` is why it waits
-    (:func:`rest_api.submission.hold_reason`), or ""."""
+    (:func:`rest_api.submission.hold_reason`), or ""; ``from_step`` where a pipeline starts."""
     first = plan.versions[0]
     assert plan.derived_from is not None
     return _new_run(
@@ -191,6 +194,7 @@ def new_version(plan: RerunPlan, description: str, submitted_by: str, held: str)
             "description": description,
             "submitted_by": submitted_by,
             "detected_at": first.detected_at,
+            "from_step": from_step,
         }
     )
 
@@ -207,6 +211,28 @@ def _plan_one(
     if plan.refused:
         raise HTTPException(status_code=422, detail=plan.refused)
     return plan
+
+
+def checked_from_step(state: ApiState, instrument: str, from_step: str) -> None:
+    """422 unless ``from_step`` is empty or a step of the instrument's pipeline."""
+    if not from_step:
+        return
+    config = state.instrument_config(instrument)
+    if not config.pipeline:
+        raise HTTPException(
+            status_code=422, detail=f"from_step: instrument {instrument} runs no pipeline"
+        )
+    try:
+        pipeline = load_pipeline(state.settings.resolved_pipelines_dir, config.pipeline)
+    except PipelineError as error:
+        raise HTTPException(status_code=409, detail=one_line(str(error), 500)) from None
+    if from_step not in pipeline.steps:
+        steps = ", ".join(pipeline.steps)
+        raise HTTPException(
+            status_code=422,
+            detail=f"from_step: {from_step!r} is not a step of pipeline {pipeline.name} "
+            f"(steps: {steps})",
+        )
 
 
 def preview_rerun(
@@ -232,13 +258,14 @@ def record_rerun(
     """
     state.instrument_config(instrument)
     checked_changes(state, declared_or_409(state, instrument), request.variables)
+    checked_from_step(state, instrument, request.from_step)
     for _ in range(RECORD_ATTEMPTS):
         try:
             with state.database.session() as session:
                 paused = ensure_instrument(session, instrument)
                 held = hold_reason(state, session, instrument, paused)
                 plan = _plan_one(state, session, instrument, run_number, request)
-                run = new_version(plan, request.reason, actor.name, held)
+                run = new_version(plan, request.reason, actor.name, held, request.from_step)
                 add_with_message(session, run)
                 details = {"variables": request.variables, "reason": request.reason}
                 audit_run(session, actor, "run.rerun", run, base=request.base, **details)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from autoreduce.db.models import VariableRule
+from autoreduce.pipelines import PipelineError, load_pipeline
 from autoreduce.plugin import Variable
 from autoreduce.plugin_manager import UnknownPlugin
 from autoreduce.state_machine import one_line
@@ -25,7 +26,16 @@ class PluginUnavailable(RuntimeError):
 
 def declared_variables(state: ApiState, instrument: str) -> list[Variable]:
     """The variables the instrument's plugin declares; :class:`PluginUnavailable` otherwise."""
-    plugin_name = state.instrument_config(instrument).plugin
+    config = state.instrument_config(instrument)
+    if config.pipeline:  # a pipeline's variables are its steps' options
+        try:
+            pipeline = load_pipeline(
+                state.settings.resolved_pipelines_dir, config.pipeline, state.plugins().names()
+            )
+        except PipelineError as error:
+            raise PluginUnavailable(one_line(str(error))) from None
+        return pipeline.variables()
+    plugin_name = config.plugin
     try:
         return state.plugins().variables(plugin_name, instrument)
     except UnknownPlugin as error:

@@ -129,6 +129,12 @@ class RerunRequest(BaseModel):
         max_length=500,
         description="Why this version is made; stored as the version's `description`.",
     )
+    from_step: str = Field(
+        default="",
+        max_length=48,
+        description="Pipelines: start at this step, reusing the outputs of the base's completed "
+        "steps that neither are it nor rely on it. Empty: every step runs.",
+    )
 
 
 class CancelRequest(BaseModel):
@@ -218,6 +224,28 @@ class AttemptItem(BaseModel):
     finished_at: datetime | None
 
 
+class StepItem(BaseModel):
+    """One step of a pipeline run version."""
+
+    step: str
+    state: str = Field(description="Queued, Processing, Completed, Error, Skipped or Cancelled.")
+    message: str = Field(description="Why it failed or was skipped, or its summary.")
+    plugin: str = Field(description="Its plugin, or `command`.")
+    rely: list[str]
+    cpus: int
+    memory_mb: int
+    timeout_s: float
+    executor: str
+    peak_rss_mb: float | None
+    wall_s: float | None
+    log: str = Field(description="Its log, relative to the version's output directory.")
+    reused_from_version: int | None = Field(
+        description="A from_step re-run: the version whose outputs it reused (it did not run)."
+    )
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
 class RunItem(BaseModel):
     """One version of one run."""
 
@@ -274,6 +302,11 @@ class RunItem(BaseModel):
         "", description="For a run in Error: its cause hashed; identical failures share it."
     )
     error_signature: str = Field("", description="For a run in Error: its cause, short.")
+    from_step: str = Field("", description="Pipelines: the step this re-run started at.")
+    steps: list[StepItem] = Field(
+        default_factory=list,
+        description="Pipelines: each step of this version (in the run detail; empty in lists).",
+    )
 
 
 class RunPage(BaseModel):
@@ -310,7 +343,8 @@ class VariableDeclaration(BaseModel):
 
 class InstrumentItem(BaseModel):
     name: str
-    plugin: str
+    plugin: str = Field(description="Its plugin; empty when it runs a pipeline.")
+    pipeline: str = Field("", description="The pipeline it runs (`GET /api/v1/pipelines`).")
     paused: bool
     run_counts: dict[str, int] = Field(description="Run versions per status.")
     latest_run_number: int | None

@@ -17,7 +17,12 @@ def config() -> None:
 @config.command("check")
 def config_check() -> None:
     """Check every key, template and plugin; print each problem on one line (exit 2)."""
-    from autoreduce.config_check import environment_warnings, plugin_problems, settings_problems
+    from autoreduce.config_check import (
+        environment_warnings,
+        pipeline_problems,
+        plugin_problems,
+        settings_problems,
+    )
     from autoreduce.plugin_manager import installed_plugins
     from autoreduce.settings import ConfigError, config_path
 
@@ -28,6 +33,7 @@ def config_check() -> None:
     problems, settings = settings_problems(path)
     if settings is not None:
         problems += plugin_problems(settings, installed_plugins())
+        problems += pipeline_problems(settings, installed_plugins())
     for warning in environment_warnings(os.environ):
         click.echo(f"warning: {warning}", err=True)
     if problems or settings is None:

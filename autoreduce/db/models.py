@@ -156,11 +156,42 @@ class ReductionRun(Base):
     )  # the version a re-run was made from; NULL for a detected run
     memory_mb: Mapped[int | None] = mapped_column(
         Integer
-    )  # memory of this version's next attempt when a retry raised it (0016); NULL: the instrument's
+    )  # memory of this version's next attempt when a retry raised it (0019); NULL: the instrument's
+    from_step: Mapped[str] = mapped_column(
+        String(48), nullable=False, default="", server_default=""
+    )  # a pipeline re-run starts at this step, reusing the others' outputs of its base version
 
     outputs: Mapped[list[RunOutput]] = relationship(
         back_populates="run", order_by="RunOutput.id", cascade="all, delete-orphan"
     )
+
+
+class RunStep(Base):
+    """One step of a pipeline run version: its state, timings, resources and log."""
+
+    __tablename__ = "run_steps"
+    __table_args__ = (UniqueConstraint("run_id", "step", name="uq_run_step"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("reduction_runs.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    step: Mapped[str] = mapped_column(String(48), nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # file order
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default=RunStatus.QUEUED)
+    message: Mapped[str] = mapped_column(String(1000), nullable=False, default="")
+    plugin: Mapped[str] = mapped_column(String(100), nullable=False, default="")  # or "command"
+    rely: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    cpus: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    memory_mb: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    timeout_s: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    executor: Mapped[str] = mapped_column(String(16), nullable=False, default="local")
+    peak_rss_mb: Mapped[float | None] = mapped_column(Float)
+    wall_s: Mapped[float | None] = mapped_column(Float)
+    log_path: Mapped[str] = mapped_column(String(300), nullable=False, default="")  # relative
+    reused_from_version: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class RunOutput(Base):

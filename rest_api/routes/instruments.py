@@ -76,6 +76,7 @@ def instrument_items(state: ApiState, session: Session, names: list[str]) -> lis
             InstrumentItem(
                 name=name,
                 plugin=state.settings.instruments[name].plugin,
+                pipeline=state.settings.instruments[name].pipeline,
                 paused=name in paused,
                 run_counts=counts[name],
                 latest_run_number=latest.get(name),

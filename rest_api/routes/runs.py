@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
-from autoreduce.db.models import ReductionRun, RunStatus
+from autoreduce.db.models import ReductionRun, RunStatus, RunStep
 from autoreduce.run_attempts import attempts_by_run
 from autoreduce.search import SearchSyntaxError, parse_search
 from rest_api.auth import Caller, ReaderDep, require_role
@@ -32,6 +32,7 @@ from rest_api.schemas import (
     RunPage,
     RunSubmission,
     RunVersions,
+    StepItem,
     check_text,
     utc_timestamp,
 )
@@ -95,15 +96,46 @@ def run_item(run: ReductionRun) -> RunItem:
         error_category=run.error_category or "",
         error_fingerprint=run.error_fingerprint or "",
         error_signature=run.error_signature or "",
+        from_step=run.from_step or "",
     )
 
 
+def steps_by_run(session: Session, run_ids: list[int]) -> dict[int, list[StepItem]]:
+    """The pipeline steps of each of ``run_ids``, in file order."""
+    query = select(RunStep).where(RunStep.run_id.in_(run_ids)).order_by(RunStep.position)
+    found: dict[int, list[StepItem]] = {}
+    for row in session.scalars(query):
+        found.setdefault(row.run_id, []).append(
+            StepItem(
+                step=row.step,
+                state=row.state,
+                message=row.message,
+                plugin=row.plugin,
+                rely=list(row.rely or []),
+                cpus=row.cpus,
+                memory_mb=row.memory_mb,
+                timeout_s=row.timeout_s,
+                executor=row.executor,
+                peak_rss_mb=row.peak_rss_mb,
+                wall_s=row.wall_s,
+                log=row.log_path,
+                reused_from_version=row.reused_from_version,
+                started_at=row.started_at,
+                finished_at=row.finished_at,
+            )
+        )
+    return found
+
+
 def run_items_with_attempts(session: Session, runs: Sequence[ReductionRun]) -> list[RunItem]:
-    """The JSON views of ``runs`` with each one's attempts (one query for all)."""
+    """The JSON views of ``runs`` with each one's attempts and pipeline steps (a query each)."""
     items = [run_item(run) for run in runs]
-    attempts = attempts_by_run(session, [run.id for run in runs])
+    ids = [run.id for run in runs]
+    attempts = attempts_by_run(session, ids)
+    steps = steps_by_run(session, ids)
     for item in items:
         item.attempt_history = [AttemptItem(**row) for row in attempts.get(item.id, [])]
+        item.steps = steps.get(item.id, [])
     return items
 
 

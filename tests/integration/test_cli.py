@@ -182,7 +182,10 @@ def test_reduce_holds_the_plugin_to_its_time_limit(tmp_path: Path, data_file: Pa
 @pytest.mark.parametrize(
     ("option", "reason"),
     [
-        (["--var", "sleep=1"], "unknown variable(s) sleep; known: fault, hold_mb, log_lines, plot, sleep_s"),
+        (
+            ["--var", "sleep=1"],
+            "unknown variable(s) sleep; known: fault, hold_mb, log_lines, plot, sleep_s",
+        ),
         (["--var", "sleep_s=soon"], "variable 'sleep_s' must be float, got 'soon'"),
         (["--var", "fault=explode"], "variable 'fault' must be one of"),
         (["--var", "sleep_s"], "'sleep_s' is not NAME=VALUE"),

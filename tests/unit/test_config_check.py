@@ -220,3 +220,28 @@ def test_a_job_plugin_that_is_not_installed_is_reported() -> None:
     assert (
         "jobs.plugins: no plugin named 'nop' is installed (did you mean 'noop'?)" in result.output
     )
+
+
+def test_a_broken_pipeline_file_is_reported_with_its_file_and_line() -> None:
+    pipelines = Path.cwd() / "pipelines"
+    pipelines.mkdir()
+    broken = "name: powder\nsteps:\n  a:\n    command: x\n    rely: [b]\n"
+    (pipelines / "powder.yaml").write_text(broken)
+    write_config(
+        f'pipelines_dir = "{pipelines}"\n' + GEM.replace('plugin = "noop"', 'pipeline = "powder"')
+    )
+
+    result = autoreduce("config", "check")
+
+    assert result.exit_code == 2
+    assert f"instruments.GEM.pipeline: {pipelines / 'powder.yaml'}:5:" in result.output
+    assert "relies on 'b', which is not a step" in result.output
+
+
+def test_an_instrument_names_a_plugin_or_a_pipeline_not_both() -> None:
+    write_config(GEM.replace('plugin = "noop"', 'plugin = "noop"\npipeline = "powder"'))
+
+    result = autoreduce("config", "check")
+
+    assert result.exit_code == 2
+    assert "exactly one of plugin and pipeline" in result.output
