@@ -97,8 +97,10 @@ class ReductionRun(Base):
     __tablename__ = "reduction_runs"
     __table_args__ = (
         UniqueConstraint("instrument", "run_number", "run_version", name="uq_run_version"),
-        Index("ix_runs_status", "status"),
-        Index("ix_runs_instrument_number", "instrument", "run_number"),
+        # run lists, newest first (by id) under each filter (migration 0015)
+        Index("ix_runs_instrument_id", "instrument", "id"),
+        Index("ix_runs_status_id", "status", "id"),
+        Index("ix_runs_instrument_status_id", "instrument", "status", "id"),
         Index("ix_runs_experiment_queued", "experiment_ref", "queued_at"),  # experiments, search
         Index("ix_runs_queued_at", "queued_at"),  # search's date: term, since / until
         Index("ix_runs_status_finished", "status", "finished_at", "error_fingerprint"),
