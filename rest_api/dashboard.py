@@ -64,22 +64,19 @@ def _in_state_order(counts: dict[str, int]) -> dict[str, int]:
 
 
 def _latest_runs(session: Session, names: list[str]) -> dict[str, ReductionRun]:
-    newest = (
-        select(ReductionRun.instrument, func.max(ReductionRun.run_number).label("number"))
-        .where(ReductionRun.instrument.in_(names))
-        .group_by(ReductionRun.instrument)
-        .subquery()
-    )
-    rows = session.scalars(
-        select(ReductionRun)
-        .join(
-            newest,
-            (ReductionRun.instrument == newest.c.instrument)
-            & (ReductionRun.run_number == newest.c.number),
-        )
-        .order_by(ReductionRun.run_version)
-    ).all()
-    return {run.instrument: run for run in rows}  # ascending versions: the latest wins
+    """Each instrument's highest run number's latest version: one lookup at the end of
+    ``uq_run_version`` per instrument, not a grouped scan of every run."""
+    latest: dict[str, ReductionRun] = {}
+    for name in names:
+        run = session.scalars(
+            select(ReductionRun)
+            .where(ReductionRun.instrument == name)
+            .order_by(ReductionRun.run_number.desc(), ReductionRun.run_version.desc())
+            .limit(1)
+        ).first()
+        if run is not None:
+            latest[name] = run
+    return latest
 
 
 def _median_latencies(session: Session, names: list[str], since: datetime) -> dict[str, float]:

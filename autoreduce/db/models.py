@@ -161,6 +161,17 @@ class ReductionRun(Base):
     )
 
 
+class RunCount(Base):
+    """How many versions ``instrument`` has in ``status``: kept by database triggers on
+    ``reduction_runs`` (migration 0015) in the transaction that changes them; never written here."""
+
+    __tablename__ = "run_counts"
+
+    instrument: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    runs: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
 class RunOutput(Base):
     """A file a reduction produced: reduced data, a plot or the reduction's log."""
 

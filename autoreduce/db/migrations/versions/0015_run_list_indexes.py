@@ -9,9 +9,12 @@ The run list orders by id (newest first), so each filter gets an index that ends
 duplicated the front of ``uq_run_version`` and ``ix_runs_status`` is the front of
 ``ix_runs_status_id``: both go. Plain search words use a text index over title, message,
 experiment and instrument: an FTS5 table kept by triggers on SQLite, a FULLTEXT index on
-MariaDB.
+MariaDB. ``run_counts`` holds how many versions each instrument has in each state, kept by
+triggers in the same transaction as the change (so ``/instruments`` reads 20 x 8 rows, not a
+million); an update takes its two count rows in a fixed order, so two never deadlock.
 """
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
@@ -34,6 +37,56 @@ FTS_TRIGGERS = {
     "VALUES (new.id, new.title, new.message, new.experiment_ref, new.instrument); END",
 }
 
+SQLITE_COUNT_TRIGGERS = {
+    "run_counts_insert": "AFTER INSERT ON reduction_runs BEGIN "
+    "INSERT INTO run_counts(instrument, status, runs) VALUES (new.instrument, new.status, 1) "
+    "ON CONFLICT(instrument, status) DO UPDATE SET runs = runs + 1; END",
+    "run_counts_delete": "AFTER DELETE ON reduction_runs BEGIN "
+    "UPDATE run_counts SET runs = runs - 1 "
+    "WHERE instrument = old.instrument AND status = old.status; END",
+    "run_counts_update": "AFTER UPDATE OF instrument, status ON reduction_runs "
+    "WHEN old.status IS NOT new.status OR old.instrument IS NOT new.instrument BEGIN "
+    "UPDATE run_counts SET runs = runs - 1 "
+    "WHERE instrument = old.instrument AND status = old.status; "
+    "INSERT INTO run_counts(instrument, status, runs) VALUES (new.instrument, new.status, 1) "
+    "ON CONFLICT(instrument, status) DO UPDATE SET runs = runs + 1; END",
+}
+_MARIADB_ADD = (
+    "INSERT INTO run_counts (instrument, status, runs) VALUES (NEW.instrument, NEW.status, 1) "
+    "ON DUPLICATE KEY UPDATE runs = runs + 1"
+)
+_MARIADB_TAKE = (
+    "UPDATE run_counts SET runs = runs - 1 WHERE instrument = OLD.instrument "
+    "AND status = OLD.status"
+)
+MARIADB_COUNT_TRIGGERS = {
+    "run_counts_insert": f"AFTER INSERT ON reduction_runs FOR EACH ROW {_MARIADB_ADD}",
+    "run_counts_delete": f"AFTER DELETE ON reduction_runs FOR EACH ROW {_MARIADB_TAKE}",
+    # the lower (instrument, status) first, whichever way the version moves: no lock cycle
+    "run_counts_update": "AFTER UPDATE ON reduction_runs FOR EACH ROW BEGIN "
+    "IF NOT (OLD.status <=> NEW.status AND OLD.instrument <=> NEW.instrument) THEN "
+    "IF (OLD.instrument, OLD.status) < (NEW.instrument, NEW.status) THEN "
+    f"{_MARIADB_TAKE}; {_MARIADB_ADD}; ELSE {_MARIADB_ADD}; {_MARIADB_TAKE}; END IF; "
+    "END IF; END",
+}
+
+
+def _run_counts() -> None:
+    op.create_table(
+        "run_counts",
+        sa.Column("instrument", sa.String(32), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("runs", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("instrument", "status", name="pk_run_counts"),
+    )
+    op.execute(
+        "INSERT INTO run_counts (instrument, status, runs) "
+        "SELECT instrument, status, count(*) FROM reduction_runs GROUP BY instrument, status"
+    )
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    for name, body in (SQLITE_COUNT_TRIGGERS if sqlite else MARIADB_COUNT_TRIGGERS).items():
+        op.execute(f"CREATE TRIGGER {name} {body}")
+
 
 def upgrade() -> None:
     with op.batch_alter_table("reduction_runs") as batch:
@@ -55,9 +108,13 @@ def upgrade() -> None:
             "CREATE FULLTEXT INDEX ft_runs_text ON reduction_runs "
             "(title, message, experiment_ref, instrument)"
         )
+    _run_counts()
 
 
 def downgrade() -> None:
+    for name in SQLITE_COUNT_TRIGGERS:
+        op.execute(f"DROP TRIGGER {name}")
+    op.drop_table("run_counts")
     if op.get_bind().dialect.name == "sqlite":
         for name in FTS_TRIGGERS:
             op.execute(f"DROP TRIGGER {name}")
