@@ -535,6 +535,7 @@ class InsertCost:
     """``POST /api/v1/runs`` server times on the schema before and after migration 0015."""
 
     configuration: str
+    versions: int = INSERT_VERSIONS
     before_ms: list[float] = field(default_factory=list)
     after_ms: list[float] = field(default_factory=list)
     failure: str = ""
@@ -592,7 +593,7 @@ def measure_insert_cost(
 ) -> InsertCost:
     """The same POSTs, alternating between a database at :data:`BEFORE_REVISION` and one at
     the head, both loaded with ``versions``: machine load falls on both alike."""
-    result = InsertCost("SQLite" if kind == "sqlite" else "MariaDB")
+    result = InsertCost("SQLite" if kind == "sqlite" else "MariaDB", versions)
     try:
         with (
             tempfile.TemporaryDirectory(prefix="autoreduce-bench-f-") as before_dir,
@@ -619,9 +620,10 @@ def measure_insert_cost(
 
 
 def insert_cost_table(results: list[InsertCost]) -> Table:
+    versions = results[0].versions if results else INSERT_VERSIONS
     table = Table(
         f"(f) Insert cost: POST /api/v1/runs before and after migration 0015 "
-        f"({INSERT_VERSIONS:,} versions loaded, alternating)",
+        f"({versions:,} versions loaded, alternating)",
         ["database", "n", "before p50", "after p50", "before p95", "after p95", "p50 ratio",
          "target", "met"],
     )  # fmt: skip
