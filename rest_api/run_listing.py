@@ -9,8 +9,9 @@ from sqlalchemy.orm import Session, aliased, selectinload
 
 from autoreduce.db.models import ReductionRun, RunOutput
 
-TOTAL_LIMIT = 10_000
-"""Runs are counted up to this many; past it the page says "more than 10,000"."""
+TOTAL_LIMIT = 1_000
+"""Runs are counted up to this many; past it the page says "More than 1,000" (each counted run
+costs a lookup for a later version, so the page keeps this bound lower than the API's)."""
 
 
 @dataclass(frozen=True)
