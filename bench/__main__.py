@@ -104,6 +104,9 @@ def run(args: argparse.Namespace) -> None:
     if "f" in args.only:
         started = time.monotonic()
         _show(scale.scale_table(scale.measure(args.scale)), started)
+        started = time.monotonic()
+        costs = [scale.measure_insert_cost(kind) for kind in ("sqlite", "mariadb")]
+        _show(scale.insert_cost_table(costs), started)
     if "g" in args.only:
         started = time.monotonic()
         try:

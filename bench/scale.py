@@ -10,7 +10,9 @@ tables, so a new column fails the load loudly rather than being left at a defaul
 
 The API is then built in this process (``rest_api.app.create_app``, no outbox relay) and driven
 with Starlette's ``TestClient``. Each request type is sent sequentially, warm (two unmeasured
-requests first), and the **server time** of each is measured by an ASGI wrapper around the app:
+requests first), then ``POST /api/v1/runs`` records new runs of X (their data files made in
+the archive first: the insert's cost with every index, trigger and text index of the schema),
+and the **server time** of each is measured by an ASGI wrapper around the app:
 from the call into the application to its last response body message — routing, dependencies,
 the queries, rendering and serialisation, without the test client's own work. The pages are
 requested signed in as an admin (a session cookie signed with ``data_dir/session.key``), the API
@@ -25,6 +27,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -484,9 +487,170 @@ def _drive(settings: Settings, shape: Shape, repeats: int, budget_s: float) -> l
                     if time.monotonic() > deadline:
                         break
                 measured.append(row)
+            measured.append(_posts(client, timing, settings, shape, api_headers, repeats))
         return measured
     finally:
         database.dispose()
+
+
+def _posts(
+    client: TestClient,
+    timing: ServerTiming,
+    settings: Settings,
+    shape: Shape,
+    headers: dict[str, str],
+    repeats: int,
+) -> Measured:
+    """``POST /api/v1/runs`` of new runs of X, after the last loaded one (201 each)."""
+    row = Measured("POST /api/v1/runs", "write")
+    instrument = shape.instrument
+    data = settings.archive.root / f"NDX{instrument}" / "data" / "cycle_1"
+    data.mkdir(parents=True, exist_ok=True)
+    first = FIRST_RUN + shape.runs_per_instrument + 1
+    for index in range(WARMUP + repeats):
+        number = first + index
+        (data / f"{instrument}{number:08d}.nxs").touch()
+        response = client.post(
+            "/api/v1/runs", json={"instrument": instrument, "run_number": number}, headers=headers
+        )
+        if index >= WARMUP:
+            row.server_ms.append(timing.last_ms)
+        if response.status_code != 201:
+            row.errors += 1
+            reason = one_line(Exception(response.text), 160)
+            row.error_sample = (
+                row.error_sample or f"POST run {number}: {response.status_code} {reason}"
+            )
+    return row
+
+
+BEFORE_REVISION = "0020"
+"""The schema before issue 14's indexes, triggers and text index (migration 0021)."""
+INSERT_VERSIONS = 20_000
+INSERT_POSTS = 40
+
+
+@dataclass
+class InsertCost:
+    """``POST /api/v1/runs`` server times on the schema before and after migration 0021."""
+
+    configuration: str
+    versions: int = INSERT_VERSIONS
+    before_ms: list[float] = field(default_factory=list)
+    after_ms: list[float] = field(default_factory=list)
+    failure: str = ""
+
+
+def _downgrade(url: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from autoreduce.db.engine import MIGRATIONS
+
+    database = Database(url)
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, revision)
+    finally:
+        database.dispose()
+
+
+@contextmanager
+def _poster(settings: Settings) -> Iterator[Callable[[int], float]]:
+    """A function that POSTs run ``number`` of the first instrument and answers its
+    server time in ms (its data file made first)."""
+    from rest_api.app import create_app
+
+    database = Database(settings.resolved_database_url)
+    data = settings.archive.root / f"NDX{INSTRUMENTS[0]}" / "data" / "cycle_1"
+    data.mkdir(parents=True, exist_ok=True)
+    try:
+        token = create_token(database, "bench-insert-admin", "admin")
+        timing = ServerTiming(create_app(settings, database=database, relay=False))
+        with TestClient(timing, base_url="http://127.0.0.1") as client:
+
+            def post(number: int) -> float:
+                (data / f"{INSTRUMENTS[0]}{number:08d}.nxs").touch()
+                response = client.post(
+                    "/api/v1/runs",
+                    json={"instrument": INSTRUMENTS[0], "run_number": number},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                if response.status_code != 201:
+                    raise RuntimeError(f"POST run {number}: {response.status_code}")
+                return timing.last_ms
+
+            yield post
+    finally:
+        database.dispose()
+
+
+def measure_insert_cost(
+    kind: DatabaseKind, versions: int = INSERT_VERSIONS, posts: int = INSERT_POSTS
+) -> InsertCost:
+    """The same POSTs, alternating between a database at :data:`BEFORE_REVISION` and one at
+    the head, both loaded with ``versions``: machine load falls on both alike."""
+    result = InsertCost("SQLite" if kind == "sqlite" else "MariaDB", versions)
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="autoreduce-bench-f-") as before_dir,
+            tempfile.TemporaryDirectory(prefix="autoreduce-bench-f-") as after_dir,
+            fresh_database(kind, Path(before_dir), name=f"{DATABASE_NAME}_before") as before,
+            fresh_database(kind, Path(after_dir), name=f"{DATABASE_NAME}_after") as after,
+        ):
+            _downgrade(before, BEFORE_REVISION)
+            load(before, versions)
+            load(after, versions)
+            first = FIRST_RUN + Shape(versions).runs_per_instrument + 1
+            with (
+                _poster(_settings(Path(before_dir), before)) as post_before,
+                _poster(_settings(Path(after_dir), after)) as post_after,
+            ):
+                for index in range(WARMUP + posts):
+                    timed = (post_before(first + index), post_after(first + index))
+                    if index >= WARMUP:
+                        result.before_ms.append(timed[0])
+                        result.after_ms.append(timed[1])
+    except Exception as error:  # the other database still runs
+        result.failure = one_line(error)
+    return result
+
+
+def insert_cost_table(results: list[InsertCost]) -> Table:
+    versions = results[0].versions if results else INSERT_VERSIONS
+    table = Table(
+        f"(f) Insert cost: POST /api/v1/runs before and after migration 0021 "
+        f"({versions:,} versions loaded, alternating)",
+        ["database", "n", "before p50", "after p50", "before p95", "after p95", "p50 ratio",
+         "target", "met"],
+    )  # fmt: skip
+    for result in results:
+        if result.failure:
+            table.notes.append(f"{result.configuration}: not measured: {result.failure}")
+            continue
+        before = percentile(result.before_ms, 0.5)
+        after = percentile(result.after_ms, 0.5)
+        ratio = after / before if before else float("nan")
+        table.add(
+            result.configuration,
+            len(result.after_ms),
+            before,
+            after,
+            percentile(result.before_ms, 0.95),
+            percentile(result.after_ms, 0.95),
+            f"{ratio:.2f}x",
+            f"≤ {TARGET_INSERT_RATIO:g}x",
+            "yes" if ratio <= TARGET_INSERT_RATIO else "NO",
+        )
+    table.notes.append(
+        "server time of the whole request (auth, metadata read, insert, outbox row); before = the "
+        f"schema at revision {BEFORE_REVISION}, after = the head (indexes, run_counts triggers, "
+        "FTS5 triggers / FULLTEXT)"
+    )
+    return table
 
 
 def measure_one(kind: DatabaseKind, versions: int, repeats: int, budget_s: float) -> ScaleResult:
@@ -514,7 +678,13 @@ def measure(
     return [measure_one(kind, versions, repeats, budget_s) for kind in kinds]
 
 
+TARGET_INSERT_RATIO = 1.2
+"""Issue 14: the indexes may cost an insert at most 20 % more than before them."""
+
+
 def _target(kind: str) -> tuple[str, float]:
+    if kind == "write":  # compared with the figure before migration 0021 (docs/performance.md)
+        return f"≤ {TARGET_INSERT_RATIO:g}x before", float("inf")
     if kind == "page":
         return f"p95 ≤ {TARGET_PAGE_P95_MS:g} ms", TARGET_PAGE_P95_MS
     if kind == "detail":
@@ -549,6 +719,8 @@ def scale_table(results: list[ScaleResult]) -> Table:
             target, limit = _target(measured.kind)
             p95 = percentile(measured.server_ms, 0.95)
             met = "yes" if p95 <= limit else "NO"
+            if measured.kind == "write":
+                met = "see note"
             if met == "NO":
                 missed.append(f"{label.strip()} on {result.configuration} ({p95:,.0f} ms)")
             table.add(
@@ -575,6 +747,10 @@ def scale_table(results: list[ScaleResult]) -> Table:
     table.notes.append(
         "server time = the ASGI call (routing, auth, queries, rendering) in-process through "
         "Starlette's TestClient; pages signed in as an admin, API with an admin token"
+    )
+    table.notes.append(
+        "POST /api/v1/runs: compare with the same row measured before migration 0021's indexes, "
+        "triggers and text index (docs/performance.md)"
     )
     table.notes.append(
         f"targets (issue 14): {len(missed)} missed" + (f" — {'; '.join(missed)}" if missed else "")

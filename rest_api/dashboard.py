@@ -8,6 +8,7 @@ database (a few queries per page, not one per instrument). Times are UTC: "today
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -49,13 +50,19 @@ def day_and_week_start(now: datetime) -> tuple[datetime, datetime]:
 
 
 def _counts_since(session: Session, names: list[str], since: datetime) -> dict[str, dict[str, int]]:
+    # only the time condition in SQL: it alone picks the queued_at index (a day's or a week's
+    # runs), where a condition on the instrument too would read each instrument's whole history
+    # (counted here: grouping in SQL lets SQLite prefer an index in group order, all history)
     counts: dict[str, dict[str, int]] = {name: {} for name in names}
-    for instrument, status, count in session.execute(
-        select(ReductionRun.instrument, ReductionRun.status, func.count())
-        .where(ReductionRun.instrument.in_(names), ReductionRun.queued_at >= since)
-        .group_by(ReductionRun.instrument, ReductionRun.status)
-    ):
-        counts[instrument][status] = count
+    for (instrument, status), count in Counter(
+        session.execute(
+            select(ReductionRun.instrument, ReductionRun.status).where(
+                ReductionRun.queued_at >= since
+            )
+        ).tuples()
+    ).items():
+        if instrument in counts:
+            counts[instrument][status] = count
     return {name: _in_state_order(by_state) for name, by_state in counts.items()}
 
 
@@ -64,22 +71,19 @@ def _in_state_order(counts: dict[str, int]) -> dict[str, int]:
 
 
 def _latest_runs(session: Session, names: list[str]) -> dict[str, ReductionRun]:
-    newest = (
-        select(ReductionRun.instrument, func.max(ReductionRun.run_number).label("number"))
-        .where(ReductionRun.instrument.in_(names))
-        .group_by(ReductionRun.instrument)
-        .subquery()
-    )
-    rows = session.scalars(
-        select(ReductionRun)
-        .join(
-            newest,
-            (ReductionRun.instrument == newest.c.instrument)
-            & (ReductionRun.run_number == newest.c.number),
-        )
-        .order_by(ReductionRun.run_version)
-    ).all()
-    return {run.instrument: run for run in rows}  # ascending versions: the latest wins
+    """Each instrument's highest run number's latest version: one lookup at the end of
+    ``uq_run_version`` per instrument, not a grouped scan of every run."""
+    latest: dict[str, ReductionRun] = {}
+    for name in names:
+        run = session.scalars(
+            select(ReductionRun)
+            .where(ReductionRun.instrument == name)
+            .order_by(ReductionRun.run_number.desc(), ReductionRun.run_version.desc())
+            .limit(1)
+        ).first()
+        if run is not None:
+            latest[name] = run
+    return latest
 
 
 def _median_latencies(session: Session, names: list[str], since: datetime) -> dict[str, float]:
@@ -157,7 +161,13 @@ def last_errors(session: Session, names: list[str], limit: int = 5) -> list[Redu
         session.scalars(
             select(ReductionRun)
             .where(ReductionRun.instrument.in_(names), ReductionRun.status == RunStatus.ERROR.value)
-            .order_by(ReductionRun.finished_at.desc(), ReductionRun.id.desc())
+            # the order of ix_runs_status_finished (its key, then the id): read backwards, it
+            # stops after ``limit`` rows instead of sorting every Error version
+            .order_by(
+                ReductionRun.finished_at.desc(),
+                ReductionRun.error_fingerprint.desc(),
+                ReductionRun.id.desc(),
+            )
             .limit(limit)
         )
     )

@@ -311,12 +311,23 @@ class RunItem(BaseModel):
 
 class RunPage(BaseModel):
     items: list[RunItem]
-    total: int
+    total: int = Field(
+        description="How many versions match: exact up to 10,000; when `total_exact` is false "
+        "more than 10,000 match and `total` is 10,000."
+    )
+    total_exact: bool = Field(
+        True, description="False when `total` is a lower bound (more than 10,000 match)."
+    )
     limit: int
     offset: int
     next_offset: int | None = Field(
         description="The offset of the next page; null on the last one. A page may hold fewer "
         "than `limit` items when they would pass `max_page_bytes`."
+    )
+    next_after: int | None = Field(
+        None,
+        description="The last item's id when more follow: pass it as `after` for the next page "
+        "by key (cheap however deep); null on the last page.",
     )
 
 

@@ -1,18 +1,28 @@
 """The search terms of ``q=`` (``autoreduce.search``) applied to a query of run versions.
 
 Each term is one more WHERE clause (terms combine with AND). Which use an index, at a million
-runs: ``instrument:``, ``status:``, ``experiment:`` (exact, on the bare indexed column),
-``date:`` (a range on ``queued_at``) and ``run:`` beside ``instrument:`` (the instrument and
-run number index). Plain words, ``title:``, ``message:``, ``by:``, ``var.`` and ``/regex/``
-read every row the other terms leave: combine them with an indexed term on a large database.
+runs: plain words and quoted phrases (the text index of migration 0021: SQLite FTS5, MariaDB
+FULLTEXT, over title, message, experiment and instrument), ``instrument:``, ``status:``,
+``experiment:`` (exact, on the bare indexed column), ``date:`` (a range on ``queued_at``) and
+``run:`` beside ``instrument:`` (the instrument and run number index). ``title:``, ``message:``,
+``by:``, ``var.`` and ``/regex/`` read every row the other terms leave: combine them with an
+indexed term on a large database.
+
+A word matches whole words that begin with it, whatever the case (``vanadium`` finds "Vanadium
+rod", ``vana`` too, ``anadium`` not); a phrase, its words in a row. A word the text index cannot
+hold — one with characters other than letters and digits (``100%_``), and on MariaDB one shorter
+than three characters or one of InnoDB's stopwords — is matched as a substring instead, which
+reads every row the other terms leave.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, time, timedelta
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, true
+from sqlalchemy import ColumnElement, Select, and_, column, false, func, or_, select, table, true
+from sqlalchemy.dialects.mysql import match
 from sqlalchemy.exc import DBAPIError
 
 from autoreduce.db.models import ReductionRun
@@ -36,6 +46,24 @@ _EXACT_COLUMNS = {
     "by": ReductionRun.submitted_by,
 }
 _SUBSTRING_COLUMNS = {"title": ReductionRun.title, "message": ReductionRun.message}
+_WORD_COLUMNS = (
+    ReductionRun.title,
+    ReductionRun.message,
+    ReductionRun.experiment_ref,
+    ReductionRun.instrument,
+)
+"""The columns plain words search, in the text index's order (migration 0021)."""
+_INDEXED_WORD = re.compile(r"[^\W_]+")
+"""A word the text indexes hold as one token: letters and digits only."""
+MARIADB_MIN_TOKEN = 3
+"""InnoDB's ``innodb_ft_min_token_size`` default: shorter words are not in a FULLTEXT index."""
+MARIADB_STOPWORDS = frozenset({
+    "a", "about", "an", "are", "as", "at", "be", "by", "com", "de", "en", "for", "from", "how",
+    "i", "in", "is", "it", "la", "of", "on", "or", "that", "the", "this", "to", "was", "what",
+    "when", "where", "who", "will", "with", "und", "www",
+})  # fmt: skip
+"""InnoDB's default FULLTEXT stopwords (never indexed)."""
+_runs_fts = table("runs_fts", column("rowid"), column("runs_fts"))
 
 
 def apply_search(
@@ -58,17 +86,7 @@ def apply_search(
 
 def _condition(term: Term, dialect: str, configured: dict[str, str]) -> ColumnElement[bool]:
     if isinstance(term, Words):
-        return or_(
-            *(
-                column.contains(term.text, autoescape=True)
-                for column in (
-                    ReductionRun.title,
-                    ReductionRun.experiment_ref,
-                    ReductionRun.instrument,
-                    ReductionRun.message,
-                )
-            )
-        )
+        return _words_condition(term.text, dialect)
     if isinstance(term, FieldIs):
         return _field_condition(term, configured)
     if isinstance(term, RunRange):
@@ -87,6 +105,25 @@ def _condition(term: Term, dialect: str, configured: dict[str, str]) -> ColumnEl
         pattern = term.pattern if dialect == "sqlite" else f"(?i){term.pattern}"
         return ReductionRun.title.regexp_match(pattern)
     raise TypeError(f"not a search term: {term!r}")  # pragma: no cover - the union is closed
+
+
+def _words_condition(text: str, dialect: str) -> ColumnElement[bool]:
+    """A word or phrase on the text index when it can hold it, else as a substring."""
+    words = text.split()
+    indexable = bool(words) and all(_INDEXED_WORD.fullmatch(word) for word in words)
+    if indexable and dialect == "sqlite":
+        # FTS5: the phrase, its last word a prefix ("vanadium ro"*); the words are plain tokens
+        matched = select(_runs_fts.c.rowid).where(
+            _runs_fts.c.runs_fts.op("MATCH")('"' + " ".join(words) + '"*')
+        )
+        return ReductionRun.id.in_(matched)
+    if indexable and all(
+        len(word) >= MARIADB_MIN_TOKEN and word.lower() not in MARIADB_STOPWORDS for word in words
+    ):
+        query = f"+{words[0]}*" if len(words) == 1 else '+"' + " ".join(words) + '"'
+        columns: list[ColumnElement[str]] = [column.expression for column in _WORD_COLUMNS]
+        return match(*columns, against=query).in_boolean_mode()
+    return or_(*(column.contains(text, autoescape=True) for column in _WORD_COLUMNS))
 
 
 def _field_condition(term: FieldIs, configured: dict[str, str]) -> ColumnElement[bool]:

@@ -98,8 +98,10 @@ class ReductionRun(Base):
     __tablename__ = "reduction_runs"
     __table_args__ = (
         UniqueConstraint("instrument", "run_number", "run_version", name="uq_run_version"),
-        Index("ix_runs_status", "status"),
-        Index("ix_runs_instrument_number", "instrument", "run_number"),
+        # run lists, newest first (by id) under each filter (migration 0021)
+        Index("ix_runs_instrument_id", "instrument", "id"),
+        Index("ix_runs_status_id", "status", "id"),
+        Index("ix_runs_instrument_status_id", "instrument", "status", "id"),
         Index("ix_runs_experiment_queued", "experiment_ref", "queued_at"),  # experiments, search
         Index("ix_runs_queued_at", "queued_at"),  # search's date: term, since / until
         Index("ix_runs_status_finished", "status", "finished_at", "error_fingerprint"),
@@ -192,6 +194,17 @@ class RunStep(Base):
     reused_from_version: Mapped[int | None] = mapped_column(Integer)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class RunCount(Base):
+    """How many versions ``instrument`` has in ``status``: kept by database triggers on
+    ``reduction_runs`` (migration 0021) in the transaction that changes them; never written here."""
+
+    __tablename__ = "run_counts"
+
+    instrument: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    runs: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
 class RunOutput(Base):

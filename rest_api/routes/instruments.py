@@ -7,12 +7,19 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from autoreduce.audit import Actor, record_event
-from autoreduce.db.models import Instrument, OutboxMessage, ReductionRun, RunStatus, utcnow
+from autoreduce.db.models import (
+    Instrument,
+    OutboxMessage,
+    ReductionRun,
+    RunCount,
+    RunStatus,
+    utcnow,
+)
 from autoreduce.state_machine import HELD_PREFIX, held_message
 from rest_api.auth import Caller, ReaderDep, require_role
 from rest_api.dependencies import ApiState, SessionDep, StateDep
@@ -48,22 +55,25 @@ def declarations(state: ApiState, name: str) -> tuple[list[VariableDeclaration],
 
 
 def instrument_items(state: ApiState, session: Session, names: list[str]) -> list[InstrumentItem]:
-    """The views of ``names`` (configured instruments) with two grouped queries, not N."""
+    """The views of ``names`` (configured instruments): counts kept by the database
+    (``run_counts``), the latest run number from the end of each instrument's index."""
     counts: dict[str, dict[str, int]] = {name: {s.value: 0 for s in RunStatus} for name in names}
     for instrument, status, count in session.execute(
-        select(ReductionRun.instrument, ReductionRun.status, func.count())
-        .where(ReductionRun.instrument.in_(names))
-        .group_by(ReductionRun.instrument, ReductionRun.status)
+        select(RunCount.instrument, RunCount.status, RunCount.runs).where(
+            RunCount.instrument.in_(names)
+        )
     ):
         counts[instrument][status] = count
-    latest: dict[str, int] = {
-        instrument: number
-        for instrument, number in session.execute(
-            select(ReductionRun.instrument, func.max(ReductionRun.run_number))
-            .where(ReductionRun.instrument.in_(names))
-            .group_by(ReductionRun.instrument)
+    latest: dict[str, int] = {}
+    for name in names:  # one lookup at the end of uq_run_version each, not a grouped scan
+        number = session.scalar(
+            select(ReductionRun.run_number)
+            .where(ReductionRun.instrument == name)
+            .order_by(ReductionRun.run_number.desc())
+            .limit(1)
         )
-    }
+        if number is not None:
+            latest[name] = number
     paused = set(
         session.scalars(
             select(Instrument.name).where(Instrument.name.in_(names), Instrument.is_paused)

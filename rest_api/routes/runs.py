@@ -211,6 +211,21 @@ def _fitting(items: list[RunItem], max_bytes: int) -> list[RunItem]:
     return kept
 
 
+TOTAL_LIMIT = 10_000
+"""Totals are counted exactly up to this many; past it ``total_exact`` is false."""
+
+
+def bounded_total(session: Session, query: Select[ReductionRun]) -> tuple[int, bool]:
+    """How many versions ``query`` selects, counted up to :data:`TOTAL_LIMIT`; whether exact.
+
+    Counting stops after ``TOTAL_LIMIT + 1`` ids, so a count reads at most that many index
+    entries however large the match; past it the total is ``TOTAL_LIMIT``, not exact.
+    """
+    ids = query.with_only_columns(ReductionRun.id).order_by(None).limit(TOTAL_LIMIT + 1)
+    counted = session.scalar(select(func.count()).select_from(ids.subquery())) or 0
+    return min(counted, TOTAL_LIMIT), counted <= TOTAL_LIMIT
+
+
 def run_page(
     session: Session,
     query: Select[ReductionRun],
@@ -219,23 +234,45 @@ def run_page(
     limit: int,
     offset: int,
     max_page_bytes: int,
+    after: int | None = None,
 ) -> RunPage:
-    """One page of the run versions ``query`` selects, in ``order``, with the total."""
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = session.scalars(
-        query.options(selectinload(ReductionRun.outputs))
-        .order_by(*order)
-        .limit(limit)
-        .offset(offset)
-    ).all()
+    """One page of the run versions ``query`` selects, in ``order``, with the total.
+
+    The page's ids are found first (on an index that holds the filter and the order, the rows
+    skipped by ``offset`` are never read), then their rows and outputs. ``after`` (a version id)
+    pages by key instead: the versions older than it, for ``order`` newest id first.
+    """
+    total, exact = bounded_total(session, query)
+    keyed = query if after is None else query.where(ReductionRun.id < after)
+    ids = list(
+        session.scalars(
+            keyed.with_only_columns(ReductionRun.id)
+            .order_by(*order)
+            .limit(limit + 1)
+            .offset(offset)
+        )
+    )
+    more = len(ids) > limit
+    rows = {
+        run.id: run
+        for run in session.scalars(
+            select(ReductionRun)
+            .where(ReductionRun.id.in_(ids[:limit]))
+            .options(selectinload(ReductionRun.outputs))
+        )
+    }
+    page = [rows[run_id] for run_id in ids[:limit] if run_id in rows]
     items = _fitting([run_item(run) for run in page], max_page_bytes)
+    more = more or len(items) < len(page)
     following = offset + len(items)
     return RunPage(
         items=items,
         total=total,
+        total_exact=exact,
         limit=limit,
         offset=offset,
-        next_offset=following if following < total else None,
+        next_offset=following if more else None,
+        next_after=items[-1].id if more and items else None,
     )
 
 
@@ -271,8 +308,21 @@ def list_runs(
     q: Annotated[str | None, Query(max_length=200, description=Q_DESCRIPTION)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_RUN_NUMBER)] = 0,
+    after: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_RUN_NUMBER,
+            description="Page by key: the versions older than this version id (the previous "
+            "page's `next_after`); beside `offset`, which then counts from there.",
+        ),
+    ] = None,
 ) -> RunPage:
-    """Run versions, newest first, filtered and paged (only the caller's instruments)."""
+    """Run versions, newest first (by id), filtered and paged (only the caller's instruments).
+
+    `total` is exact up to 10,000 matches; past that it is 10,000 and `total_exact` is false.
+    Deep pages are cheapest by key: pass the previous page's `next_after` as `after`.
+    """
     query = scoped(select(ReductionRun), caller)
     if instrument is not None:
         if not caller.may_read(instrument):
@@ -292,14 +342,14 @@ def list_runs(
         query = query.where(ReductionRun.queued_at < end)
     if q:
         query = _searched(query, q, state)
-    order = (ReductionRun.run_number.desc(), ReductionRun.run_version.desc())
     try:
         return run_page(
             session,
             query,
-            order,
+            (ReductionRun.id.desc(),),
             limit=limit,
             offset=offset,
+            after=after,
             max_page_bytes=state.settings.max_page_bytes,
         )
     except DBAPIError as error:

@@ -413,8 +413,49 @@ def listed(client: TestClient, **params: Any) -> list[tuple[str, int]]:
 def test_runs_are_listed_newest_first_with_total_and_paging(app_client: TestClient) -> None:
     page = app_client.get(RUNS, params={"limit": 2, "offset": 1}).json()
 
-    assert (page["total"], page["limit"], page["offset"]) == (7, 2, 1)
-    assert [(i["instrument"], i["run_number"]) for i in page["items"]] == [("GEM", 4), ("GEM", 3)]
+    assert (page["total"], page["total_exact"], page["limit"], page["offset"]) == (7, True, 2, 1)
+    # newest recorded first (by id), across instruments: not by run number
+    assert [(i["instrument"], i["run_number"]) for i in page["items"]] == [("WISH", 1), ("GEM", 5)]
+    assert (page["next_offset"], page["next_after"]) == (3, page["items"][-1]["id"])
+
+
+@pytest.mark.usefixtures("some_runs")
+def test_pages_by_key_follow_on_from_the_previous_page(app_client: TestClient) -> None:
+    seen: list[tuple[str, int]] = []
+    after: int | None = None
+    for _ in range(10):
+        page = app_client.get(RUNS, params={"limit": 3, **({"after": after} if after else {})})
+        assert page.status_code == 200, page.text
+        body = page.json()
+        seen += [(i["instrument"], i["run_number"]) for i in body["items"]]
+        after = body["next_after"]
+        if after is None:
+            break
+
+    assert seen == listed(app_client, limit=50)
+    assert len(seen) == 7
+    first_id = app_client.get(RUNS, params={"limit": 1}).json()["items"][0]["id"]
+    older = app_client.get(RUNS, params={"after": first_id, "instrument": "GEM"}).json()
+    assert [i["run_number"] for i in older["items"]] == [5, 4, 3, 2, 1]
+
+
+def test_a_total_past_the_bound_says_it_is_not_exact(
+    app_client: TestClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rest_api.routes import runs
+
+    monkeypatch.setattr(runs, "TOTAL_LIMIT", 2)
+    with db.session() as session:
+        session.add(Instrument(name="GEM"))
+        for number in range(1, 5):
+            session.add(ReductionRun(instrument="GEM", run_number=number, data_path="/x"))
+
+    page = app_client.get(RUNS, params={"limit": 1}).json()
+
+    assert (page["total"], page["total_exact"]) == (2, False)
+    assert page["next_offset"] == 1
+    exact = app_client.get(RUNS, params={"limit": 1, "run_min": 4}).json()
+    assert (exact["total"], exact["total_exact"], exact["next_offset"]) == (1, True, None)
 
 
 @pytest.mark.usefixtures("some_runs")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from autoreduce.db import Database
-from autoreduce.db.models import Instrument, ReductionRun, RunOutput
+from autoreduce.db.models import Instrument, ReductionRun, RunCount, RunOutput
 from bench import scale
 
 
@@ -40,3 +40,21 @@ def test_the_chosen_run_has_two_versions(database: Database) -> None:
             )
         ).all()
     assert refs == [shape.experiment, shape.experiment]
+
+
+def test_the_loader_keeps_the_run_counts_and_the_text_index(database: Database) -> None:
+    scale.load(database.url, 2100)
+
+    with database.read_session() as session:
+        counted = session.scalar(select(func.sum(RunCount.runs)))
+        runs = session.scalar(select(func.count()).select_from(ReductionRun))
+    assert runs and counted == runs
+
+
+def test_the_insert_cost_is_measured_on_both_schemas_side_by_side() -> None:
+    result = scale.measure_insert_cost("sqlite", versions=500, posts=3)
+
+    assert result.failure == ""
+    assert len(result.before_ms) == len(result.after_ms) == 3
+    table = scale.insert_cost_table([result]).render()
+    assert "SQLite" in table and "x" in table

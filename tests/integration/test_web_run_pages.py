@@ -66,6 +66,26 @@ def test_the_instrument_page_lists_runs_newest_first_with_their_state(
     assert "<html" not in fragment and 'data-run="4"' in fragment and "Queued" in fragment
 
 
+def test_pages_say_more_than_the_bound_when_the_count_stops_there(
+    app_client: TestClient, detected: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rest_api import run_listing
+    from rest_api.routes import runs
+
+    monkeypatch.setattr(run_listing, "TOTAL_LIMIT", 2)
+    monkeypatch.setattr(runs, "TOTAL_LIMIT", 2)
+    for number in (3, 4, 5):
+        detected(number)
+
+    page = app_client.get("/instruments/GEM", headers=HTML).text
+    assert re.search(r"More than 2\s+runs", page)
+    assert 'data-run="3"' in page and 'data-run="5"' in page
+    found = app_client.get("/search?q=instrument:GEM", headers=HTML).text
+    assert re.search(r"More than 2\s+run versions found", found)
+    exact = app_client.get("/search?q=run:5", headers=HTML).text
+    assert re.search(r">1\s+run version found", exact)
+
+
 def test_the_instrument_page_filters_by_state(
     app_client: TestClient, detected: Callable[..., None]
 ) -> None:
