@@ -110,6 +110,8 @@ class ForkServer:
 
     def poll_exits(self) -> None:
         """File the exit notices that have arrived, without waiting."""
+        if not self._ready:
+            return  # its first line is "R" (or why it failed), read by wait_ready
         while True:
             readable, _, _ = select.select([self._sock], [], [], 0)
             if not readable and b"\n" not in self._buffer:

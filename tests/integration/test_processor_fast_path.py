@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import select as io_select
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, select
@@ -13,10 +15,14 @@ from autoreduce.db import Database
 from autoreduce.db.engine import READ_ONLY
 from autoreduce.db.models import ReductionRun, RunLogLine, RunStatus
 from autoreduce.messages import PENDING_QUEUE
+from autoreduce.plugin import RunInfo
+from autoreduce.plugin_manager import installed_plugins
 from autoreduce.settings import Settings
 from autoreduce.transport.sql import SqlTransport
+from queue_processor.isolation import ReductionJob, ReductionLauncher
 from queue_processor.worker import QueueProcessor
 from tests.integration.test_processor import _record_and_send, instrument, queue_rows
+from tests.polling import wait_for
 
 
 def test_a_run_costs_three_write_commits_receive_claim_and_record(
@@ -82,3 +88,28 @@ def _probe(plugin: str) -> str:
 def test_the_processor_imports_no_plugin_stack_and_each_fork_server_only_its_own() -> None:
     assert _probe("noop") == "[] False"
     assert _probe("powder_diffraction") == "[] True"
+
+
+def test_a_fork_server_that_is_ready_before_the_first_run_forks_it(tmp_path: Path) -> None:
+    """The server's "ready" line, waiting when the first run comes, is not taken for an exit."""
+    launcher = ReductionLauncher(installed_plugins(), fork_servers=True)
+    try:
+        launcher.start("noop")
+        server = launcher._servers["noop"]
+        wait_for(lambda: io_select.select([server._sock], [], [], 0)[0], timeout_s=60)
+        data = tmp_path / "GEM00000001.nxs"
+        data.write_bytes(b"noop does not read it")
+        job = ReductionJob(
+            plugin="noop",
+            run=RunInfo("GEM", 1, 0, "", data, ""),
+            variables={"sleep_s": 0.0},
+            work_dir=tmp_path / "work",
+            timeout_s=30,
+            memory_mb=256,
+        )
+        outcome = launcher.run(job)
+    finally:
+        launcher.close()
+
+    assert outcome.ok, outcome.reason
+    assert "noop.txt" in outcome.files
