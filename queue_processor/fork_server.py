@@ -179,6 +179,9 @@ def _load(plugin: str) -> object:
 
 
 def serve(plugin: str, sock: socket.socket) -> None:
+    import gc
+
+    import queue_processor.isolation  # noqa: F401 - unpickling a job imports it: once, here
     from queue_processor.child import _die_with_parent, ready_child
 
     _die_with_parent()
@@ -192,6 +195,7 @@ def serve(plugin: str, sock: socket.socket) -> None:
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)
+    gc.freeze()  # what is imported stays shared with the children, untouched by their collector
     sock.sendall(b"R\n")
     while True:
         readable, _, _ = select.select([sock.fileno(), wake_read], [], [])
