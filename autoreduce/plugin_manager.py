@@ -95,8 +95,12 @@ class Plugins:
             )
         return result
 
-    def warm_up(self) -> None:
-        self.manager.hook.warm_up()
+    def warm_up(self, plugin_name: str | None = None) -> None:
+        """Run every plugin's ``warm_up`` hook, or only ``plugin_name``'s."""
+        if plugin_name is None:
+            self.manager.hook.warm_up()
+        else:
+            self._caller(plugin_name, "warm_up")()
 
     def _observers(self, plugin_name: str | None, hook: str) -> Any:
         """``hook`` of the plugin ``plugin_name`` (if installed) and of the global observers.

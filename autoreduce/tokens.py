@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session
 from autoreduce.audit import Actor, record_event
 from autoreduce.db import Database
 from autoreduce.db.models import ApiToken, utcnow
+from autoreduce.redaction import TOKEN_PREFIX
 from autoreduce.settings import INSTRUMENT_NAME
 
-TOKEN_PREFIX = "ar_"
 ROLES = ("admin", "scientist", "detector")
 MAX_TOKEN_LENGTH = 200
 MAX_NAME_LENGTH = 100

@@ -1,9 +1,9 @@
-"""``python -m bench [--quick] [--only a,b,c,d,e,f] [--runs N]``: print the benchmark tables.
+"""``python -m bench [--quick] [--only a,b,c,d,e,f,g] [--runs N]``: print the benchmark tables.
 
 (a) lastruns.txt written → run Queued; (b) throughput and orchestration overhead per
 configuration; (c) the same workload through Celery; (d) memory per service; (e) the API under
 20 concurrent clients; (f) the pages and API reads at a facility's history; (g) object store
-MiB/s (SeaweedFS). Everything runs on
+MiB/s (SeaweedFS); (h) where a processor's CPU goes per run. Everything runs on
 real services (MariaDB, RabbitMQ, and ActiveMQ / RabbitMQ STOMP when the STOMP transport
 exists) with a fresh database each, and stops every process it starts, even on Ctrl-C.
 """
@@ -17,13 +17,13 @@ import time
 from datetime import UTC, datetime
 from types import FrameType
 
-from bench import api_load, celery_baseline, detection, object_store, scale, throughput
+from bench import api_load, celery_baseline, cpu_budget, detection, object_store, scale, throughput
 from bench.brokers import CONFIGS
 from bench.harness import MYSQL_SERVER, one_line
 from bench.memory import MemoryRow, memory_table
 from bench.report import Table, machine_table
 
-TABLES = ("a", "b", "c", "d", "e", "f", "g")
+TABLES = ("a", "b", "c", "d", "e", "f", "g", "h")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -93,6 +93,9 @@ def run(args: argparse.Namespace) -> None:
     if "d" in args.only:
         memory += [m for r in ours if r.processors == 2 for m in r.memory]
         _show(memory_table(memory), time.monotonic())
+    if "h" in args.only:
+        started = time.monotonic()
+        _show(cpu_budget.budget_table(cpu_budget.measure(runs=args.runs)), started)
     if "e" in args.only:
         started = time.monotonic()
         try:

@@ -13,12 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from autoreduce.plugin import ReductionContext, ReductionResult, Variable, hookimpl
 from plugins._warm_up import warm_up  # noqa: F401 - the hook, registered with this plugin
 
 if TYPE_CHECKING:
+    import numpy as np
     import scipp as sc
 
     from plugins._neutron_run import NeutronRun
@@ -115,6 +114,8 @@ def _beam_in_q(events: sc.DataArray, spectrum: sc.DataArray, q_edges: sc.Variabl
 
 def _guinier_rg(q: np.ndarray, intensity: np.ndarray, sigma: np.ndarray) -> float | None:
     """Radius of gyration (Å) from ln I = ln I0 - Q² Rg² / 3 on the low-Q points, or None."""
+    import numpy as np  # here: a processor loading this plugin's entry point stays small
+
     usable = np.isfinite(intensity) & (intensity > 0) & (sigma > 0)
     q, intensity, sigma = q[usable], intensity[usable], sigma[usable]
     if q.size < 4:

@@ -5,6 +5,11 @@ its previous processor died and the broker redelivered it), given up (Error afte
 ``max_attempts``), or dropped (the run already reached a final state: the redelivery of a run
 that was finished is acked and forgotten; or cancelling it was asked for while an earlier
 processor held it: it becomes Cancelled, never reduced again).
+
+It is one transaction with one commit, in Core statements (no ORM unit of work): the
+processor's drain request and the plugin's approval are read in it too, so a drained processor
+takes no run (the delivery goes back untouched) and a run of an unapproved plugin is handed to
+:func:`~queue_processor.approval.hold_unapproved` without being taken.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from typing import Any
 from sqlalchemy import select
 
 from autoreduce.db import Database
-from autoreduce.db.models import ReductionRun, RunStatus, utcnow
+from autoreduce.db.models import ProcessorHeartbeat, ReductionRun, RunStatus, utcnow
 from autoreduce.failures import ErrorCategory, classify
 from autoreduce.messages import RunMessage
+from autoreduce.plugin_approvals import PluginGate
 from autoreduce.state_machine import HELD_PREFIX, transition
 from queue_processor.cancel import request_of
 
@@ -28,6 +34,8 @@ class Decision(enum.Enum):
     DROP = "drop"  # nothing to do: ack the message
     GIVE_UP = "give_up"  # attempts exhausted: the run is Error, dead-letter the message
     MISSING = "missing"  # no such run: dead-letter the message
+    HOLD = "hold"  # the run's plugin is not approved here: hold it (nothing changed yet)
+    DRAINED = "drained"  # this processor is asked to drain: release the delivery untouched
 
 
 @dataclass(frozen=True)
@@ -38,14 +46,47 @@ class Claim:
     attempt: int = 0
 
 
+_RUN_TABLE = ReductionRun.__table__
+_RUN_ATTRIBUTES = [
+    (attribute.key, attribute.columns[0].name) for attribute in ReductionRun.__mapper__.column_attrs
+]
+
+
+def _read_run(session: Any, run_id: int, processor: str | None) -> tuple[ReductionRun | None, bool]:
+    """(The run as a detached object, whether ``processor``'s drain was asked): one SELECT."""
+    drain = (
+        select(ProcessorHeartbeat.drain_requested_at)
+        .where(ProcessorHeartbeat.id == processor)
+        .scalar_subquery()
+        .label("drain_requested_at")
+    )
+    columns = [*_RUN_TABLE.columns, drain] if processor is not None else [*_RUN_TABLE.columns]
+    row = session.execute(select(*columns).where(_RUN_TABLE.c.id == run_id)).mappings().first()
+    if row is None:
+        return None, False  # nothing is taken either way
+    run = ReductionRun(**{key: row[name] for key, name in _RUN_ATTRIBUTES})
+    return run, processor is not None and row["drain_requested_at"] is not None
+
+
 def claim_run(
-    database: Database, message: RunMessage, *, processor: str, max_attempts: int
+    database: Database,
+    message: RunMessage,
+    *,
+    processor: str,
+    max_attempts: int,
+    gate: PluginGate | None = None,
+    check_drain: bool = False,
 ) -> Claim:
-    """Take the run ``message`` names for ``processor``, or say why not."""
+    """Take the run ``message`` names for ``processor``, or say why not.
+
+    With ``check_drain``, a drain requested for ``processor`` answers :attr:`Decision.DRAINED`;
+    with ``gate``, a plugin not approved here answers :attr:`Decision.HOLD` (both change
+    nothing).
+    """
     with database.session() as session:
-        run = session.execute(
-            select(ReductionRun).where(ReductionRun.id == message.run_id)
-        ).scalar_one_or_none()
+        run, drained = _read_run(session, message.run_id, processor if check_drain else None)
+        if drained:
+            return Claim(Decision.DRAINED, "drain requested")
         if run is None:
             return Claim(Decision.MISSING, f"run id {message.run_id} does not exist")
         if (run.instrument, run.run_number, run.run_version) != (
@@ -61,6 +102,8 @@ def claim_run(
         status = RunStatus(run.status)
         if status.is_final:
             return Claim(Decision.DROP, f"run already {status}")
+        if gate is not None and (held := gate.held_message(session, message.instrument)):
+            return Claim(Decision.HOLD, held)
         if (request := request_of(run)) is not None:  # asked while its processor held it
             moved = transition(
                 session,
@@ -103,7 +146,6 @@ def claim_run(
         if not moved:
             return Claim(Decision.DROP, "another processor changed the run first")
         run.attempts, run.processor, run.status = attempt, processor, RunStatus.PROCESSING
-        session.expunge(run)
         return Claim(Decision.REDUCE, run=run, attempt=attempt)
 
 

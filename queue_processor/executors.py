@@ -31,7 +31,7 @@ from autoreduce.run_attempts import (
 )
 from autoreduce.settings import InstrumentConfig, Settings
 from queue_processor.isolation import Outcome, ReductionJob, ReductionLauncher
-from queue_processor.record import requeue_for_retry
+from queue_processor.record import Also, requeue_for_retry
 from queue_processor.slurm import SlurmExecutor
 from queue_processor.triage import outcome_failure
 
@@ -114,8 +114,17 @@ class Executors:
         )
         return outcome
 
-    def retry(self, run: ReductionRun, attempt: int, outcome: Outcome, plugin: str) -> str | None:
-        """Requeue the run for a retry with more resources; its reason, or None (no retry)."""
+    def retry(
+        self,
+        run: ReductionRun,
+        attempt: int,
+        outcome: Outcome,
+        plugin: str,
+        also: Also | None = None,
+    ) -> str | None:
+        """Requeue the run for a retry with more resources; its reason, or None (no retry).
+
+        ``also`` joins the requeue's transaction (the worker ships the attempt's last log lines)."""
         config = self.settings.instruments.get(run.instrument)
         if config is None:
             return None
@@ -132,7 +141,12 @@ class Executors:
             raise_memory(self.database, run_id=run.id, memory_mb=plan.memory_mb)
         failure = outcome_failure(outcome, plugin)
         if not requeue_for_retry(
-            self.database, run_id=run.id, attempt=attempt, reason=plan.reason, failure=failure
+            self.database,
+            run_id=run.id,
+            attempt=attempt,
+            reason=plan.reason,
+            failure=failure,
+            also=also,
         ):
             return None
         finish_attempt(

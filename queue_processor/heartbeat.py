@@ -6,9 +6,9 @@ looks (one primary-key read) whether cancelling the run in hand was asked for; t
 wait loop asks :meth:`Heartbeat.cancel_requested`, which reads memory only.
 
 The same row carries a drain request (``autoreduce processors drain ID``): each beat reads it, and
-the worker asks :meth:`Heartbeat.drain_requested` afresh before it claims a run, so a processor
-takes no run once the request is committed. A processor that starts clears its row's request:
-starting a processor again is the operator's way of putting it back to work.
+the claim reads it afresh in its own transaction (:func:`queue_processor.claim.claim_run`), so a
+processor takes no run once the request is committed. A processor that starts clears its row's
+request: starting a processor again is the operator's way of putting it back to work.
 """
 
 from __future__ import annotations
@@ -65,6 +65,10 @@ class Heartbeat:
     def draining(self) -> bool:
         """True once a drain request was seen, until it is withdrawn (read from memory)."""
         return self._draining
+
+    def note_drain_requested(self) -> None:
+        """A fresh read (the claim's) saw this processor's drain request."""
+        self._draining = True
 
     def drain_requested(self) -> bool:
         """Read this processor's drain request afresh (one primary-key read)."""

@@ -1,10 +1,13 @@
-"""Run each reduction in its own child process, forked from this warm, pre-imported processor.
+"""Run each reduction in its own child process, forked from a warm, pre-imported process.
 
-A :class:`ReductionLauncher` keeps one *ready child* forked ahead of need (see
-:mod:`queue_processor.child`): forking and the child's start-up happen while the processor
-records the previous run, not while the next one waits. The job goes to the child over a pipe
-and its verdict comes back over another, so the processor has the verdict before the child's
-address space is torn down; the exited child is reaped later.
+A plugin installed from a package is forked by its own fork server
+(:mod:`queue_processor.fork_server`: a small process that imported only that plugin), so the
+processor never imports a plugin's heavy modules; a plugin registered in-process (tests) is
+forked from the processor itself. A :class:`ReductionLauncher` keeps one *ready child* per plugin
+forked ahead of need (see :mod:`queue_processor.child`): forking and the child's start-up happen
+while the processor records the previous run, not while the next one waits. The job goes to the
+child over a pipe and its verdict comes back over another, so the processor has the verdict
+before the child's address space is torn down; the exited child is reaped later.
 
 The parent enforces the time limit (SIGTERM to the child's process group, SIGKILL after
 ``KILL_GRACE_S``), stops the group the same way when asked to (shutdown, a cancelled run) and
@@ -33,6 +36,7 @@ from autoreduce.failures import ErrorCategory
 from autoreduce.plugin import RunInfo
 from autoreduce.plugin_manager import Plugins
 from queue_processor.child import LOG_NAME, ready_child
+from queue_processor.fork_server import ForkServer
 
 __all__ = ["LOG_NAME", "Outcome", "ReductionJob", "ReductionLauncher", "run_isolated"]
 
@@ -87,6 +91,7 @@ class _ReadyChild:
     pid: int
     job_fd: int  # the processor writes the pickled job here, then closes it
     result_fd: int  # the child writes its JSON verdict here, then closes it
+    server: ForkServer | None = None  # its parent, when not this process
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -151,21 +156,52 @@ def _outcome(payload: bytes, exitcode: int | None) -> Outcome:
 
 
 class ReductionLauncher:
-    """Runs jobs in fresh children, one at a time, keeping the next child ready."""
+    """Runs jobs in fresh children, one at a time, keeping the next child ready.
 
-    def __init__(self, plugins: Plugins) -> None:
+    ``fork_servers``: fork each entry-point plugin's children from its own fork server (the
+    processor); False forks every child from this process (a one-off reduction).
+    """
+
+    def __init__(self, plugins: Plugins, *, fork_servers: bool = False) -> None:
         self.plugins = plugins
-        self._ready: _ReadyChild | None = None
+        self.fork_servers = fork_servers
+        self._servers: dict[str, ForkServer] = {}
+        self._ready: dict[str, _ReadyChild] = {}
         self._unreaped: list[int] = []
         self.running_pid: int | None = None  # the child reducing a job now (its process group)
 
-    def prepare(self) -> None:
-        """Fork the next ready child now, if there is none (call it in the main thread)."""
+    def _served(self, plugin: str) -> bool:
+        """Whether ``plugin``'s children come from a fork server (it is an installed package)."""
+        if not self.fork_servers:
+            return False
+        if plugin not in self._servers:
+            release = self.plugins.release(plugin)
+            if release is None or not release.from_entry_point:
+                return False
+            self._servers[plugin] = ForkServer(plugin)
+        return True
+
+    def start(self, plugin: str) -> None:
+        """Get ``plugin`` ready: its fork server started, or its ``warm_up`` run here."""
+        if not self._served(plugin):
+            self.plugins.warm_up(plugin)
+
+    def prepare(self, plugin: str) -> None:
+        """Fork ``plugin``'s next ready child now, if there is none (call it in the main thread)."""
         self._reap()
-        if self._ready is not None:
+        if plugin in self._ready:
             return
         job_read, job_write = os.pipe()
         result_read, result_write = os.pipe()
+        if self._served(plugin):
+            server = self._servers[plugin]
+            try:
+                pid = server.fork(job_read, result_write)
+            finally:
+                os.close(job_read)
+                os.close(result_write)
+            self._ready[plugin] = _ReadyChild(pid, job_write, result_read, server)
+            return
         pid = os.fork()
         if pid == 0:  # the child: never returns
             os.close(job_write)
@@ -173,7 +209,7 @@ class ReductionLauncher:
             ready_child(self.plugins, job_read, result_write)
         os.close(job_read)
         os.close(result_write)
-        self._ready = _ReadyChild(pid, job_write, result_read)
+        self._ready[plugin] = _ReadyChild(pid, job_write, result_read)
 
     def run(self, job: ReductionJob, stop_reason: Callable[[], str] = lambda: "") -> Outcome:
         """Reduce ``job`` in the ready child within its limits; then ready the next child.
@@ -183,9 +219,8 @@ class ReductionLauncher:
         that reason (the processor is shutting down, or the run was cancelled).
         """
         job.work_dir.mkdir(parents=True, exist_ok=True)
-        self.prepare()
-        child, self._ready = self._ready, None
-        assert child is not None
+        self.prepare(job.plugin)
+        child = self._ready.pop(job.plugin)
         self.running_pid = child.pid
         started = time.monotonic()
         with contextlib.suppress(BrokenPipeError):  # a dead ready child: its exit says why
@@ -194,16 +229,16 @@ class ReductionLauncher:
         payload, stopped, peak_rss_mb = self._await_verdict(child, job, started, stop_reason)
         exitcode: int | None = None
         if stopped.reason:
-            self._stop(child.pid)
+            self._stop(child)
         elif not payload:  # it died without a verdict: it is exiting, learn how
-            _, status = os.waitpid(child.pid, 0)
-            exitcode = os.waitstatus_to_exitcode(status)
+            exitcode = self._wait(child)
             _kill_group(child.pid, signal.SIGKILL)
         else:
             _kill_group(child.pid, signal.SIGKILL)  # grandchildren the plugin left behind
-            self._unreaped.append(child.pid)  # its teardown need not hold up this run
+            if child.server is None:
+                self._unreaped.append(child.pid)  # its teardown need not hold up this run
         self.running_pid = None
-        self.prepare()  # the next child starts while the processor records this run
+        self.prepare(job.plugin)  # the next child starts while the processor records this run
         if stopped.reason:
             outcome = Outcome(ok=False, reason=stopped.reason, category=stopped.category)
         else:
@@ -220,9 +255,12 @@ class ReductionLauncher:
         stop_reason: Callable[[], str],
     ) -> tuple[bytes, _Stopped, float]:
         """Read the child's verdict until EOF, or stop at a limit; (payload, stop, peak)."""
-        watched = psutil.Process(child.pid)
-        # The child has no children of its own yet: its RSS alone is the group's (no /proc scan).
-        rss_limit_mb = watched.memory_info().rss / MIB + job.memory_mb
+        try:
+            watched = psutil.Process(child.pid)
+            # The child has no children of its own yet: its RSS alone is the group's.
+            rss_limit_mb = watched.memory_info().rss / MIB + job.memory_mb
+        except psutil.Error:  # it died already: its verdict (or its absence) says how
+            watched, rss_limit_mb = None, float("inf")
         peak_rss_mb = 0.0
         next_sample_at = started + RSS_INTERVAL_S
         chunks: list[bytes] = []
@@ -237,7 +275,7 @@ class ReductionLauncher:
                     chunks.append(chunk)
                     continue
                 now = time.monotonic()
-                if now >= next_sample_at:
+                if now >= next_sample_at and watched is not None:
                     peak_rss_mb = max(peak_rss_mb, _group_rss_mb(watched))
                     next_sample_at = now + RSS_INTERVAL_S
                 if now - started > job.timeout_s:
@@ -254,20 +292,36 @@ class ReductionLauncher:
             os.close(child.result_fd)
         return b"".join(chunks), _Stopped(reason, category), peak_rss_mb
 
-    def _stop(self, pid: int) -> None:
-        """SIGTERM the child's group, SIGKILL it after ``KILL_GRACE_S``; reap the child."""
-        _kill_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + KILL_GRACE_S
-        while time.monotonic() < deadline:
-            if os.waitpid(pid, os.WNOHANG) != (0, 0):
-                _kill_group(pid, signal.SIGKILL)  # what it left behind
-                return
+    def _wait(self, child: _ReadyChild, timeout_s: float | None = None) -> int | None:
+        """The child's exit code once it exited; None if it has not within ``timeout_s``."""
+        if child.server is not None:
+            return child.server.wait_exit(child.pid, 3600.0 if timeout_s is None else timeout_s)
+        if timeout_s is None:
+            _, status = os.waitpid(child.pid, 0)
+            return os.waitstatus_to_exitcode(status)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            done, status = os.waitpid(child.pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            if time.monotonic() >= deadline:
+                return None
             time.sleep(WATCH_INTERVAL_S)
-        _kill_group(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+
+    def _stop(self, child: _ReadyChild) -> None:
+        """SIGTERM the child's group, SIGKILL it after ``KILL_GRACE_S``; reap the child."""
+        _kill_group(child.pid, signal.SIGTERM)
+        exited = self._wait(child, KILL_GRACE_S) is not None
+        _kill_group(child.pid, signal.SIGKILL)  # what it left behind, or itself
+        if not exited:
+            self._wait(child)
 
     def _reap(self) -> None:
         """Collect children that finished (their verdict was read before they exited)."""
+        ready = {child.pid for child in self._ready.values()}
+        for server in self._servers.values():
+            server.poll_exits()  # nobody waits for a child whose verdict was read
+            server.exits = {pid: code for pid, code in server.exits.items() if pid in ready}
         for pid in list(self._unreaped):
             try:
                 done, _ = os.waitpid(pid, os.WNOHANG)
@@ -277,16 +331,20 @@ class ReductionLauncher:
                 self._unreaped.remove(pid)
 
     def close(self) -> None:
-        """Stop the ready child and reap every child this launcher started."""
-        if self._ready is not None:
-            os.close(self._ready.job_fd)  # no job: the child exits
-            os.close(self._ready.result_fd)
-            self._unreaped.append(self._ready.pid)
-            self._ready = None
+        """Stop the ready children and fork servers; reap every child this launcher started."""
+        for ready in self._ready.values():
+            os.close(ready.job_fd)  # no job: the child exits
+            os.close(ready.result_fd)
+            if ready.server is None:
+                self._unreaped.append(ready.pid)
+        self._ready.clear()
         for pid in self._unreaped:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         self._unreaped.clear()
+        for server in self._servers.values():
+            server.close()
+        self._servers.clear()
 
 
 def run_isolated(

@@ -9,7 +9,10 @@ numbered per run version (``seq``), continuing across attempts.
 A run version keeps at most ``max_log_lines`` lines and ``max_log_bytes`` bytes of text; past
 that one marker line, :data:`TRUNCATED_MARKER`, ends what is shipped (the file itself is whole).
 :meth:`LogShipper.stop` ships the rest, a last line without a newline too, before the processor
-records the run's final state: a follower that sees the final state finds every shipped line.
+records the run's final state: a follower that sees the final state finds every shipped line. The
+processor uses :meth:`LogShipper.finish` and :meth:`LogShipper.write_rest` instead, so the rest
+goes into the final state's own transaction (a short run ships its whole log there: no commit
+and no read of its own). Earlier attempts' numbering is read only when lines are first written.
 A database that cannot be reached loses log lines for followers, never the reduction.
 """
 
@@ -25,6 +28,7 @@ from types import TracebackType
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from autoreduce.db import Database
 from autoreduce.db.models import RunLogLine, utcnow
@@ -145,6 +149,8 @@ class LogShipper:
         self._next_seq = 1
         self._budget = LogBudget(self.limits.max_lines, self.limits.max_bytes)
         self._stopping = threading.Event()
+        self._flush_at_stop = True
+        self._numbered = False  # earlier attempts' numbering and budget read
         self._broken = False  # another writer owns this run's lines: ship nothing more
         self._thread = threading.Thread(
             target=self._ship_until_stopped, name=f"log-shipper-{run_id}", daemon=True
@@ -170,9 +176,32 @@ class LogShipper:
         self._stopping.set()
         self._thread.join()
 
+    def finish(self) -> None:
+        """Read what is left of the file and end the thread; :meth:`write_rest` ships it."""
+        self._flush_at_stop = False
+        self.stop()
+
+    def write_rest(self, session: Session) -> None:
+        """Insert the lines not shipped yet in ``session``'s transaction (after :meth:`finish`).
+
+        A savepoint keeps a clash with another attempt's lines from undoing the transaction.
+        """
+        if self._broken:
+            return
+        if not self._numbered:
+            self._resume_numbering(session)
+            self._pending = self._budget.admit(self._pending)
+        rows = self._rows()
+        if not rows:
+            return
+        try:
+            with session.begin_nested():
+                session.execute(insert(RunLogLine), rows)
+        except IntegrityError:
+            logger.warning("run id %s: its log lines are shipped by another attempt", self.run_id)
+
     def _ship_until_stopped(self) -> None:
         try:
-            self._resume_numbering()
             last_flush = time.monotonic()
             while not self._stopping.wait(READ_TICK_S):
                 self._take(self._reader.read_lines())
@@ -182,27 +211,28 @@ class LogShipper:
                     self._flush()
                     last_flush = now
             self._take(self._reader.read_lines(final=True))
-            self._flush()
+            if self._flush_at_stop:
+                self._flush()
         except Exception:  # the reduction goes on; followers miss lines, the file has them
             logger.exception("run id %s: shipping its log lines failed", self.run_id)
         finally:
             self._reader.close()
 
-    def _resume_numbering(self) -> None:
+    def _resume_numbering(self, session: Session) -> None:
         """Number on after the lines of earlier attempts, within what they left of the budget."""
-        with self.database.read_session() as session:
-            count, last_seq, used_bytes = session.execute(
-                select(
-                    func.count(RunLogLine.id),
-                    func.max(RunLogLine.seq),
-                    func.sum(func.length(RunLogLine.text)),
-                ).where(RunLogLine.run_id == self.run_id)
-            ).one()
-            truncated = session.scalar(
-                select(func.count(RunLogLine.id)).where(
-                    RunLogLine.run_id == self.run_id, RunLogLine.text == TRUNCATED_MARKER
-                )
+        count, last_seq, used_bytes = session.execute(
+            select(
+                func.count(RunLogLine.id),
+                func.max(RunLogLine.seq),
+                func.sum(func.length(RunLogLine.text)),
+            ).where(RunLogLine.run_id == self.run_id)
+        ).one()
+        truncated = session.scalar(
+            select(func.count(RunLogLine.id)).where(
+                RunLogLine.run_id == self.run_id, RunLogLine.text == TRUNCATED_MARKER
             )
+        )
+        self._numbered = True
         self._next_seq = (last_seq or 0) + 1
         self._budget = LogBudget(
             self.limits.max_lines - count,
@@ -211,14 +241,17 @@ class LogShipper:
         )
 
     def _take(self, lines: list[str]) -> None:
-        if not self._broken:
-            self._pending.extend(self._budget.admit(lines))
-
-    def _flush(self) -> None:
-        if not self._pending or self._broken:
+        if self._broken:
             return
+        if self._numbered:
+            self._pending.extend(self._budget.admit(lines))
+        else:  # the budget is applied when the numbering is read; more would be dropped then
+            room = self.limits.max_lines + 1 - len(self._pending)
+            self._pending.extend(lines[: max(room, 0)])
+
+    def _rows(self) -> list[dict[str, object]]:
         logged_at = utcnow()
-        rows = [
+        return [
             {
                 "run_id": self.run_id,
                 "attempt": self.attempt,
@@ -228,8 +261,16 @@ class LogShipper:
             }
             for offset, text in enumerate(self._pending)
         ]
+
+    def _flush(self) -> None:
+        if not self._pending or self._broken:
+            return
         try:
             with self.database.session() as session:
+                if not self._numbered:
+                    self._resume_numbering(session)
+                    self._pending = self._budget.admit(self._pending)
+                rows = self._rows()
                 session.execute(insert(RunLogLine), rows)
         except IntegrityError:  # another processor took the run over and numbers its lines
             logger.warning("run id %s: its log lines are shipped by another attempt", self.run_id)

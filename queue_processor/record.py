@@ -1,8 +1,10 @@
 """Put a reduction's outputs in place and record its final state.
 
 Outputs are written to a temporary sibling of the run's output directory and renamed into place
-when the child is done, so a reader never sees half a run. The record is one transaction: the
-final state (fenced by the attempt that produced it) and the output rows.
+when the child is done, so a reader never sees half a run. The record is one transaction with one
+commit, in Core statements: the final state (fenced by the attempt that produced it), the output
+rows and whatever the caller adds with ``also`` (the log's last lines and, on the SQL queue, the
+message's ack), so the result, its log and its ack commit together or not at all.
 
 Nothing is created, moved or removed until the directories involved are checked (again, since
 the plugin ran in between) to be real directories below the outputs root
@@ -17,10 +19,12 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
 
 from autoreduce.db import Database
 from autoreduce.db.models import ReductionRun, RunOutput, RunStatus, utcnow
@@ -115,12 +119,17 @@ def _output_rows(run_id: int, output_dir: Path, outcome: Outcome) -> list[dict[s
     return rows
 
 
+Also = Callable[[Session, bool], None]
+"""More work for the record's transaction, told whether the run moved (the attempt held it)."""
+
+
 def _finish_held(
     database: Database,
     run_id: int,
     attempt: int,
     new: RunStatus,
     outputs: list[dict[str, object]] | None = None,
+    also: Also | None = None,
     **values: object,
 ) -> bool:
     """One transaction, retried through a database outage: move the held run, add outputs."""
@@ -131,7 +140,9 @@ def _finish_held(
                 session, run_id, RunStatus.PROCESSING, new, expected_attempts=attempt, **values
             )
             if moved and outputs:
-                session.add_all([RunOutput(**row) for row in outputs])
+                session.execute(insert(RunOutput), outputs)
+            if also is not None:
+                also(session, moved)
             return moved
 
     return database.when_reachable(write)
@@ -147,6 +158,7 @@ def record_outcome(
     failure: Failure | None = None,
     provenance: dict[str, Any] | None = None,
     stored_at: str | None = None,
+    also: Also | None = None,
 ) -> bool:
     """Record Completed or Error for the attempt that holds the run; False if it lost the run.
 
@@ -164,7 +176,7 @@ def record_outcome(
     values.update(NO_FAILURE_COLUMNS if outcome.ok or failure is None else failure.columns())
     status = RunStatus.COMPLETED if outcome.ok else RunStatus.ERROR
     outputs = _output_rows(run_id, output_dir, outcome)
-    return _finish_held(database, run_id, attempt, status, outputs, **values)
+    return _finish_held(database, run_id, attempt, status, outputs, also, **values)
 
 
 def record_without_reduction(
@@ -176,6 +188,7 @@ def record_without_reduction(
     reason: str,
     failure: Failure | None = None,
     provenance: dict[str, Any] | None = None,
+    also: Also | None = None,
 ) -> bool:
     """Finish a held run that is not reduced (Skipped, or Error with ``failure`` before the
     child started)."""
@@ -185,6 +198,7 @@ def record_without_reduction(
         run_id,
         attempt,
         status,
+        also=also,
         message=reason,
         finished_at=utcnow(),
         provenance=provenance,
@@ -192,15 +206,29 @@ def record_without_reduction(
     )
 
 
-def record_cancelled(database: Database, *, run_id: int, attempt: int, message: str) -> bool:
+def record_cancelled(
+    database: Database, *, run_id: int, attempt: int, message: str, also: Also | None = None
+) -> bool:
     """Finish a held run whose reduction was stopped on request; nothing is recorded as output."""
     return _finish_held(
-        database, run_id, attempt, RunStatus.CANCELLED, message=message, finished_at=utcnow()
+        database,
+        run_id,
+        attempt,
+        RunStatus.CANCELLED,
+        also=also,
+        message=message,
+        finished_at=utcnow(),
     )
 
 
 def requeue_for_retry(
-    database: Database, *, run_id: int, attempt: int, reason: str, failure: Failure
+    database: Database,
+    *,
+    run_id: int,
+    attempt: int,
+    reason: str,
+    failure: Failure,
+    also: Also | None = None,
 ) -> bool:
     """Put a held run back in the queue after a failed attempt; the attempt counts.
 
@@ -212,6 +240,7 @@ def requeue_for_retry(
         run_id,
         attempt,
         RunStatus.QUEUED,
+        also=also,
         message=reason,
         processor="",
         started_at=None,
@@ -245,13 +274,14 @@ def earlier_provenance(database: Database, run: ReductionRun) -> tuple[int, dict
     return database.when_reachable(read)
 
 
-def release_run(database: Database, *, run_id: int, attempt: int) -> bool:
+def release_run(database: Database, *, run_id: int, attempt: int, also: Also | None = None) -> bool:
     """Give a held run back to the queue; a release is not a failed attempt."""
     return _finish_held(
         database,
         run_id,
         attempt,
         RunStatus.QUEUED,
+        also=also,
         attempts=attempt - 1,
         processor="",
         started_at=None,

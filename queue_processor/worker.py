@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
 from autoreduce.archive import DataFileError, checked_data_file
 from autoreduce.db import Database
 from autoreduce.db.models import ReductionRun, RunStatus, utcnow
@@ -46,6 +48,7 @@ from queue_processor.log_shipper import LogLimits, LogShipper
 from queue_processor.pipeline_runner import run_pipeline
 from queue_processor.publish import publish_outputs
 from queue_processor.record import (
+    Also,
     move_into_place,
     record_cancelled,
     record_outcome,
@@ -114,13 +117,17 @@ class QueueProcessor:
         self.heartbeat = Heartbeat(
             self.database, self.transport, self.processor_id, settings.heartbeat_interval_s
         )
-        self.launcher = ReductionLauncher(self.plugins)
+        self.launcher = ReductionLauncher(self.plugins, fork_servers=True)
         # executor hook (slurm): local child or Slurm job, attempts and resources recorded
         self.executors = Executors(settings, self.database, self.launcher, self.processor_id)
         self.store = open_store(settings)  # None: outputs stay in the outputs directory
         self.provenance = ProcessorProvenance(self.processor_id)  # once: reads every package
         self._stop = threading.Event()
         self._stop_seen_at: float | None = None
+        # the run in hand: its delivery, its log shipper, and whether its record acked it
+        self._delivery: Delivery | None = None
+        self._shipper: LogShipper | None = None
+        self._acked = False
 
     def stop(self) -> None:
         """Ask the loop to finish: the run in hand gets ``shutdown_grace_s``, then is released."""
@@ -134,10 +141,13 @@ class QueueProcessor:
                 self.store.ensure_bucket()
             except StoreError as error:  # then each publication fails and its run is retried
                 logger.error("the object store is not ready: %s", error)
-        try:
-            self.plugins.warm_up()
-        except Exception:  # a broken plugin fails its own runs, not the processor
-            logger.exception("a plugin's warm_up hook failed; reductions will import lazily")
+        for plugin in sorted(
+            {config.plugin for config in self.settings.instruments.values() if config.plugin}
+        ):
+            try:  # its fork server imports it; the processor itself imports no plugin's stack
+                self.launcher.start(plugin)
+            except Exception:  # a broken plugin fails its own runs, not the processor
+                logger.exception("getting plugin %s ready failed; its runs will say why", plugin)
         self.heartbeat.start()
         logger.info("processor %s consuming %s", self.processor_id, PENDING_QUEUE)
         try:
@@ -162,13 +172,6 @@ class QueueProcessor:
             return False
         if delivery is None:
             return False
-        if self._drain_requested():
-            logger.info("drain requested: the delivery goes back to the queue untouched")
-            try:
-                self.transport.release(delivery)
-            except Exception as error:  # then the broker's own redelivery brings it back
-                logger.warning("could not release the delivery: %s", error)
-            return True
         try:
             self.handle(delivery)
         except Exception:
@@ -180,14 +183,6 @@ class QueueProcessor:
                 logger.warning("could not release the delivery: %s", error)
             self._stop.wait(ERROR_BACKOFF_S)
         return True
-
-    def _drain_requested(self) -> bool:
-        """Asked afresh before each claim, so no run is taken once a drain is committed."""
-        try:
-            return self.heartbeat.drain_requested()
-        except Exception as error:  # the claim that follows meets the same outage and says so
-            logger.warning("cannot read the drain request: %s: %s", type(error).__name__, error)
-            return False
 
     def _idle_while_drained(self) -> None:
         """Drained: no run in hand, none taken; idle (heartbeat on) until resumed or stopped.
@@ -212,16 +207,33 @@ class QueueProcessor:
             logger.error("dead-lettering a message: %s", error.reason)
             self.transport.dead_letter(delivery, error.reason)
             return
-        if held := hold_unapproved(self.database, self.plugin_gate, message):
-            logger.warning("run id %s %s; message back in the outbox", message.run_id, held)
-            self.transport.ack(delivery)
-            return
-        claim = claim_run(
+        claim = claim_run(  # the drain request and the plugin's approval are read in it
             self.database,
             message,
             processor=self.processor_id,
             max_attempts=self.settings.max_attempts,
+            gate=self.plugin_gate,
+            check_drain=True,
         )
+        if claim.decision is Decision.DRAINED:
+            logger.info("drain requested: the delivery goes back to the queue untouched")
+            self.heartbeat.note_drain_requested()
+            try:
+                self.transport.release(delivery)
+            except Exception as error:  # then the broker's own redelivery brings it back
+                logger.warning("could not release the delivery: %s", error)
+            return
+        if claim.decision is Decision.HOLD:
+            if held := hold_unapproved(self.database, self.plugin_gate, message):
+                logger.warning("run id %s %s; message back in the outbox", message.run_id, held)
+                self.transport.ack(delivery)
+                return
+            claim = claim_run(  # approved or changed in between: decide again
+                self.database,
+                message,
+                processor=self.processor_id,
+                max_attempts=self.settings.max_attempts,
+            )
         if claim.decision is Decision.GIVE_UP:
             log_run_event("run.error", message, message=claim.reason, error__category="crash")
         if claim.decision is Decision.DROP:
@@ -245,18 +257,23 @@ class QueueProcessor:
             queue_wait_ns=nanoseconds_between(run.queued_at, started),
         )
         self.heartbeat.holding(run.id, delivery)
+        self._delivery, self._shipper, self._acked = delivery, None, False
         try:
             verdict = self._reduce_held(run, claim.attempt)
+            if verdict.settle is Settle.RELEASE:
+                release_run(
+                    self.database, run_id=run.id, attempt=claim.attempt, also=self._also(ack=False)
+                )
         finally:
             self.heartbeat.holding(None)
+            self._delivery = self._shipper = None
         if verdict.settle is Settle.RELEASE:
-            release_run(self.database, run_id=run.id, attempt=claim.attempt)
             self.transport.release(delivery)
         elif verdict.settle is Settle.RETRY:
             self.transport.release(delivery, delay_s=self.settings.retry_delay_s)
         elif verdict.settle is Settle.DEAD_LETTER:
             self.transport.dead_letter(delivery, verdict.reason)
-        else:
+        elif not self._acked:  # on the SQL queue the record's transaction acked it
             self.transport.ack(delivery)
         logger.info(
             "%s: %s%s (attempt %s, %.2f s)",
@@ -372,7 +389,9 @@ class QueueProcessor:
             log_path=job.work_dir / LOG_NAME,
             limits=LogLimits.from_settings(self.settings),
         )
-        with shipper:  # every shipped line is in before the final state is recorded
+        shipper.start()
+        self._shipper = shipper  # its last lines go into the final state's transaction
+        try:
             if config.pipeline:  # PIPELINE SEAM: its steps run as a DAG (pipeline_runner.py)
                 outcome = run_pipeline(
                     self.database, self.plugins, self.settings, run, job,
@@ -382,6 +401,8 @@ class QueueProcessor:
                 outcome = self.executors.run(
                     run, attempt, job, config, stop_reason=lambda: self._stop_reason(run.id)
                 )
+        finally:
+            shipper.finish()
         if (request := cancel_request(self.database, run.id)) is not None:
             shutil.rmtree(job.work_dir, ignore_errors=True)  # partial outputs never move in
             return self._cancelled(run, attempt, request, outcome)
@@ -406,7 +427,8 @@ class QueueProcessor:
     ) -> Verdict:
         settle = Settle.ACK
         # executor hook (slurm): retried with more memory, or later after a full disk
-        if (retry := self.executors.retry(run, attempt, outcome, plugin)) is not None:
+        retry = self.executors.retry(run, attempt, outcome, plugin, also=self._also(ack=False))
+        if retry is not None:
             return Verdict(RunStatus.QUEUED, Settle.RETRY, retry, outcome)
         stored_at = None
         if self.store is not None and not outcome.retryable:  # storage = "s3://…"
@@ -423,6 +445,7 @@ class QueueProcessor:
                     attempt=attempt,
                     reason=outcome.reason,
                     failure=failure,
+                    also=self._also(ack=False),
                 )
                 return Verdict(RunStatus.QUEUED, Settle.RETRY, outcome.reason, outcome)
             outcome.reason = f"gave up after {attempt} attempts: {outcome.reason}"
@@ -437,6 +460,7 @@ class QueueProcessor:
             failure=failure,
             provenance=provenance,
             stored_at=stored_at,
+            also=self._also(ack=settle is Settle.ACK),
         ):
             logger.warning(
                 "%s: another processor took the run over; result discarded",
@@ -452,7 +476,11 @@ class QueueProcessor:
         self, run: ReductionRun, attempt: int, request: CancelRequest, outcome: Outcome
     ) -> Verdict:
         if not record_cancelled(
-            self.database, run_id=run.id, attempt=attempt, message=request.message
+            self.database,
+            run_id=run.id,
+            attempt=attempt,
+            message=request.message,
+            also=self._also(ack=True),
         ):
             logger.warning("%s: another processor took the run over; not cancelled", _label(run))
         return Verdict(RunStatus.CANCELLED, Settle.ACK, request.message, outcome)
@@ -477,8 +505,23 @@ class QueueProcessor:
             reason=reason,
             failure=failure,
             provenance=provenance,
+            also=self._also(ack=True),
         )
         return Verdict(status, Settle.ACK, reason)
+
+    def _also(self, *, ack: bool) -> Also:
+        """What the run's record transaction does besides: ship the log's last lines (if the
+        attempt still held the run) and, with ``ack`` on the SQL queue, ack the message."""
+        shipper, delivery = self._shipper, self._delivery
+
+        def also(session: Session, moved: bool) -> None:
+            if moved and shipper is not None:
+                shipper.write_rest(session)
+            if ack and delivery is not None:
+                acked = self.transport.ack_within(session, delivery, self.database.url)
+                self._acked = acked is not None
+
+        return also
 
     def _stop_reason(self, run_id: int) -> str:
         """Why the reduction of run ``run_id`` must stop now, or "" (asked every 50 ms)."""

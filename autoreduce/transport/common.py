@@ -55,6 +55,12 @@ class Transport(abc.ABC):
         """Remove a delivery for good; False if this consumer no longer held it."""
         return self._ack(delivery)
 
+    def ack_within(self, session: Any, delivery: Delivery, database_url: str) -> bool | None:
+        """Ack ``delivery`` inside ``session``'s transaction on the database at ``database_url``,
+        so the ack commits with the result or not at all; None when this transport cannot (its
+        queue is elsewhere): then ack after the commit."""
+        return None
+
     def release(self, delivery: Delivery, delay_s: float = 0.0) -> None:
         """Give a delivery back to the queue, to be delivered again after ``delay_s``."""
         self._release(delivery, delay_s)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, select, update
 
@@ -97,6 +98,15 @@ class SqlTransport(Transport):
                 execution_options={"synchronize_session": False},
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def ack_within(self, session: Any, delivery: Delivery, database_url: str) -> bool | None:
+        if database_url != self.database.url:
+            return None  # the queue table is in another database
+        result = session.execute(
+            delete(QueueMessage).where(self._held(delivery)),
+            execution_options={"synchronize_session": False},
+        )
+        return bool(result.rowcount)
 
     def _release(self, delivery: Delivery, delay_s: float) -> None:
         with self.database.session() as session:
