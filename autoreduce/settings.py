@@ -290,6 +290,7 @@ ALERT_RULES = (
     "dead_letters",
     "outbox_growing",
     "disk_filling",
+    "backup_failed",
 )
 """The alert rules :mod:`autoreduce.alerts` judges (README "Operating it" says what each means)."""
 
@@ -404,6 +405,12 @@ class AlertSettings(BaseModel):
         le=100,
         description="disk_filling: the outputs' disk fuller than this (%).",
     )
+    backup_max_age_h: float = Field(
+        default=26.0,
+        gt=0,
+        description="backup_failed: no verified backup for this long (hours), or the newest "
+        "backup or verification failed. Judged once a backup has been recorded.",
+    )
     delivery_attempts: int = Field(
         default=3,
         ge=1,
@@ -484,6 +491,63 @@ class ShippingSettings(BaseModel):
     request_timeout_s: float = Field(
         default=30.0, gt=0, description="One bulk request, at most (s)."
     )
+
+
+DURATION = re.compile(r"^\s*([0-9]+)\s*([hdw])\s*$")
+DURATION_UNITS_H = {"h": 1, "d": 24, "w": 24 * 7}
+
+
+def duration_hours(value: str) -> int:
+    """``90d``, ``36h`` or ``2w`` as whole hours (at least 1); ValueError otherwise."""
+    match = DURATION.match(value)
+    if match is None or int(match.group(1)) == 0:
+        raise ValueError(
+            f"duration {value!r} must be a positive whole number of hours, days or weeks, "
+            "e.g. 90d, 36h, 2w"
+        )
+    return int(match.group(1)) * DURATION_UNITS_H[match.group(2)]
+
+
+class BackupSettings(BaseModel):
+    """``autoreduce db backup`` and ``db restore`` (``[backup]`` in the TOML)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dir: Path | None = Field(
+        default=None, description="Where dumps and their manifests go; default data_dir/backups."
+    )
+    keep_days: int = Field(
+        default=14, ge=1, description="Dumps older than this many days are removed by a backup."
+    )
+    dump_command: str = Field(
+        default="mysqldump",
+        description="MariaDB/MySQL: the dump client (`mysqldump` or `mariadb-dump`).",
+    )
+    client_command: str = Field(
+        default="mysql",
+        description="MariaDB/MySQL: the client a restore feeds the dump to (`mysql`, `mariadb`).",
+    )
+    timeout_s: float = Field(
+        default=6 * 3600.0, gt=0, description="A dump or a restore is stopped after this long."
+    )
+
+
+class RetentionSettings(BaseModel):
+    """``autoreduce cleanup`` (``[retention]`` in the TOML)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    older_than: str = Field(
+        default="90d",
+        description="Run versions finished longer ago than this (`90d`, `36h`, `2w`) lose their "
+        "logs and intermediate outputs.",
+    )
+
+    @field_validator("older_than")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        duration_hours(value)
+        return value
 
 
 class Settings(BaseSettings):
@@ -654,6 +718,12 @@ class Settings(BaseSettings):
     shipping: ShippingSettings = Field(
         default_factory=ShippingSettings, description="Shipping logs to Elasticsearch."
     )
+    backup: BackupSettings = Field(
+        default_factory=BackupSettings, description="Database backups and their verification."
+    )
+    retention: RetentionSettings = Field(
+        default_factory=RetentionSettings, description="The retention clean-up of run logs."
+    )
     instruments: dict[str, InstrumentConfig] = Field(default_factory=dict)
 
     @classmethod
@@ -705,6 +775,10 @@ class Settings(BaseSettings):
     @property
     def outputs_root(self) -> Path:
         return (self.outputs or self.data_dir / "outputs").expanduser().resolve()
+
+    @property
+    def backup_dir(self) -> Path:
+        return (self.backup.dir or self.data_dir / "backups").expanduser().resolve()
 
     @property
     def logs_dir(self) -> Path:

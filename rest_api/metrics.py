@@ -23,6 +23,7 @@ from prometheus_client.utils import floatToGoString
 from autoreduce import pipeline_health as health
 from autoreduce.db.models import utcnow
 from autoreduce.messages import DEAD_LETTER_QUEUE
+from autoreduce.operations import JobStatus, job_statuses
 from autoreduce.state_machine import one_line
 from rest_api.auth import ReaderDep
 from rest_api.dependencies import ApiState, StateDep
@@ -103,6 +104,8 @@ class PipelineCollector(Collector):
                 health.processors_alive(session, now, settings.heartbeat_interval_s),
             )
             detected = health.last_detections(session)
+            jobs = job_statuses(session)
+        yield from _operations(jobs)
         lag = GaugeMetricFamily(
             "autoreduce_detector_lag_seconds",
             "Seconds since the newest run of each configured instrument was detected.",
@@ -132,6 +135,32 @@ class PipelineCollector(Collector):
             return family
         family.add_metric([], depth)
         return family
+
+
+def _operations(jobs: dict[str, JobStatus]) -> Iterator[Metric]:
+    """When each operations job (backup, verify, cleanup) last succeeded and failed."""
+    success = GaugeMetricFamily(
+        "autoreduce_operation_last_success_timestamp_seconds",
+        "Unix time of the newest successful backup, verify or cleanup.",
+        labels=["job"],
+    )
+    failure = GaugeMetricFamily(
+        "autoreduce_operation_last_failure_timestamp_seconds",
+        "Unix time of the newest failed backup, verify or cleanup.",
+        labels=["job"],
+    )
+    failing = GaugeMetricFamily(
+        "autoreduce_operation_failing",
+        "1 when the newest run of the job failed, else 0.",
+        labels=["job"],
+    )
+    for job, status in sorted(jobs.items()):
+        if status.last_success_at is not None:
+            success.add_metric([job], status.last_success_at.timestamp())
+        if status.last_failure_at is not None:
+            failure.add_metric([job], status.last_failure_at.timestamp())
+        failing.add_metric([job], 1 if status.failing else 0)
+    yield from (success, failure, failing)
 
 
 def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:

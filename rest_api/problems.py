@@ -38,6 +38,7 @@ DESCRIPTIONS = {
     403: "The caller's role or instruments do not allow this.",
     404: "No such resource.",
     405: "The method is not allowed on this path.",
+    410: "Removed on purpose: a run's log, by the retention clean-up (the run itself remains).",
     409: "The request conflicts with the current state (e.g. the data file is not there yet).",
     413: "The request body is larger than the configured limit.",
     415: "The body is not JSON.",

@@ -60,6 +60,9 @@ running_pid() {  # name: the recorded PID if that service still runs under it, e
 
 # --- MariaDB ------------------------------------------------------------------------------------
 start_mariadb() {
+  # `autoreduce db backup` / `db restore` run the MariaDB clients (mysqldump, mysql)
+  command -v mysqldump >/dev/null && command -v mysql >/dev/null || {
+    log "installing the MariaDB clients"; apt_install mariadb-client; }
   if port_open 3306; then log "MariaDB already answers on 3306"; return; fi
   command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || {
     log "installing MariaDB"; apt_install mariadb-server; }

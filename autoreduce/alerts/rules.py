@@ -21,6 +21,7 @@ from autoreduce import pipeline_health as health
 from autoreduce.db import Database
 from autoreduce.db.models import ReductionRun, RunStatus
 from autoreduce.messages import DEAD_LETTER_QUEUE
+from autoreduce.operations import job_statuses
 from autoreduce.settings import ALERT_RULES, Settings
 from autoreduce.state_machine import one_line
 from autoreduce.transport import Transport
@@ -190,6 +191,37 @@ def outbox_growing(seen: Observed, session: Session) -> Iterable[Condition]:
         )
 
 
+def backup_failed(seen: Observed, session: Session) -> Iterable[Condition]:
+    """The newest backup or its verification failed, or no good backup for too long.
+
+    Judged once a backup has been recorded (a fresh instance has none to judge).
+    """
+    max_age_h = seen.settings.alerts.backup_max_age_h
+    statuses = job_statuses(session)
+    backup, check = statuses.get("backup"), statuses.get("verify")
+    if backup is None:
+        return
+    problems = []
+    details: dict[str, Any] = {"max_age_h": max_age_h}
+    for name, status in (("backup", backup), ("verification", check)):
+        if status is not None and status.failing:
+            problems.append(f"the last {name} failed: {one_line(status.last_failure_reason, 300)}")
+            details[f"{status.job}_failed_at"] = status.last_failure_at
+    last_ok = backup.last_success_at
+    age_h = None if last_ok is None else (seen.now - last_ok).total_seconds() / 3600
+    if age_h is None or age_h > max_age_h:
+        since = "ever" if age_h is None else f"for {age_h:.0f} h"
+        problems.append(f"no successful backup {since} (limit {max_age_h:g} h)")
+    if problems:
+        details["last_success_at"] = last_ok
+        yield Condition(
+            "backup_failed",
+            None,
+            "database backup: " + "; ".join(problems),
+            {k: v.isoformat() if isinstance(v, datetime) else v for k, v in details.items()},
+        )
+
+
 def dead_letters(seen: Observed) -> Iterable[Condition]:
     """The dead-letter queue holds messages."""
     depth = len(seen.transport.browse(DEAD_LETTER_QUEUE, 1000))
@@ -231,6 +263,7 @@ DATABASE_RULES: dict[str, Callable[[Observed, Session], Iterable[Condition]]] = 
     "latency_over_target": latency_over_target,
     "no_processor": no_processor,
     "outbox_growing": outbox_growing,
+    "backup_failed": backup_failed,
 }
 OTHER_RULES: dict[str, Callable[[Observed], Iterable[Condition]]] = {
     "dead_letters": dead_letters,

@@ -470,3 +470,41 @@ class UserAccount(Base):
         UtcDateTime, default=utcnow, nullable=False
     )
     disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class MaintenanceRun(Base):
+    """One run of an operations job: a backup, a backup's verification, a retention clean-up.
+
+    ``outcome`` is ``ok`` or ``failed`` (``reason`` says why); the alert rule ``backup_failed``
+    and ``/metrics`` read the newest rows of each job.
+    """
+
+    __tablename__ = "maintenance_runs"
+    __table_args__ = (Index("ix_maintenance_job_finished", "job", "finished_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job: Mapped[str] = mapped_column(String(16), nullable=False)  # backup | verify | cleanup
+    outcome: Mapped[str] = mapped_column(String(8), nullable=False)  # ok | failed
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    finished_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    reason: Mapped[str] = mapped_column(String(1000), nullable=False, default="")
+    host: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+
+
+class RetentionCleanup(Base):
+    """A run version whose log and intermediate outputs the retention clean-up removed.
+
+    The run's row and its reduced data and plots stay; the API and UI read this to say "log
+    removed by retention" instead of "not found".
+    """
+
+    __tablename__ = "retention_cleanups"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("reduction_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    cleaned_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    files: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    bytes_freed: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    log_lines: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

@@ -14,7 +14,7 @@ from rest_api.auth import ReaderDep
 from rest_api.dependencies import SessionDep, StateDep
 from rest_api.log_stream import EventStream, log_events
 from rest_api.problems import problems
-from rest_api.routes.outputs import output_path
+from rest_api.routes.outputs import output_path, retention_removal
 from rest_api.routes.runs import InstrumentName, RunNumber
 
 router = APIRouter(prefix="/api/v1/runs", tags=["logs"])
@@ -31,7 +31,7 @@ LOG_ANSWERS = {
             "text/event-stream": {"schema": {"type": "string"}},
         },
     },
-    **problems(401, 404),
+    **problems(401, 404, 410),
 }
 
 
@@ -126,5 +126,7 @@ def get_run_log(
         return log_file
     text = _shipped_text(session, run.id)
     if not text and RunStatus(run.status).is_final:
+        if (removed := retention_removal(session, run.id)) is not None:
+            raise HTTPException(status_code=410, detail=f"{label}: {removed}")
         raise HTTPException(status_code=404, detail=f"{label} has no log ({run.status})")
     return PlainTextResponse(text, media_type=TEXT)

@@ -8,8 +8,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
 
-from autoreduce.db.models import RunOutput
+from autoreduce.db.models import RetentionCleanup, RunOutput
 from rest_api.auth import ReaderDep
 from rest_api.dependencies import SessionDep
 from rest_api.problems import problems
@@ -46,6 +47,17 @@ def output_path(output_dir: str, name: str) -> FilePath | None:
     return target
 
 
+def retention_removal(session: Session, run_id: int) -> str | None:
+    """Why a run version's log is gone when the retention clean-up removed it, else None."""
+    cleanup = session.get(RetentionCleanup, run_id)
+    if cleanup is None:
+        return None
+    return (
+        f"log removed by retention on {cleanup.cleaned_at:%Y-%m-%d}; the run, its reduced data "
+        "and plots remain"
+    )
+
+
 OutputId = Annotated[
     str,
     Path(
@@ -58,15 +70,17 @@ OutputId = Annotated[
 @router.get(
     "/{output_id}",
     response_class=FileResponse,
-    responses={200: {"description": "The file."}, **problems(401, 404)},
+    responses={200: {"description": "The file."}, **problems(401, 404, 410)},
 )
 def download_output(output_id: OutputId, session: SessionDep, caller: ReaderDep) -> FileResponse:
     """The output file; 404 if unknown, gone, outside its run's output directory, or of an
-    instrument the caller may not read."""
+    instrument the caller may not read; 410 if the retention clean-up removed it (a log)."""
     output = session.get(RunOutput, int(output_id))
     target = None
     if output is not None and caller.may_read(output.run.instrument):
         target = output_path(output.run.output_dir, output.name)
+        if target is None and (removed := retention_removal(session, output.run_id)):
+            raise HTTPException(status_code=410, detail=f"output {output_id}: {removed}")
     if target is None:
         raise HTTPException(status_code=404, detail=f"output {output_id} not found")
     return FileResponse(

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from autoreduce.db.models import RunStatus
+from autoreduce.retention import retention_of
 from rest_api.auth import Caller
 from rest_api.cancellation import cancel_run_version
 from rest_api.dependencies import ApiState, SessionDep, StateDep
@@ -48,11 +49,28 @@ def _versions_or_404(
     return [run_item(run) for run in reversed(versions)]
 
 
-def _versions_context(versions: list[RunItem], instrument: str, run_number: int) -> dict[str, Any]:
+def _removed_logs(session: Session, versions: list[RunItem]) -> dict[int, str]:
+    """Each version whose log the retention clean-up removed: what the page says instead."""
+    cleaned = retention_of(session, [version.id for version in versions])
+    return {
+        version.run_version: f"Log removed by retention on {cleaned[version.id]:%Y-%m-%d}; the "
+        "run, its reduced data and plots remain."
+        for version in versions
+        if version.id in cleaned
+    }
+
+
+def _versions_context(
+    versions: list[RunItem],
+    instrument: str,
+    run_number: int,
+    removed_logs: dict[int, str] | None = None,
+) -> dict[str, Any]:
     return {
         "instrument": instrument,
         "run_number": run_number,
         "versions": versions,
+        "removed_logs": removed_logs or {},
         "going": [v for v in versions if not RunStatus(v.status).is_final],
         "refresh_ms": REFRESH_INTERVAL_MS,
     }
@@ -67,6 +85,7 @@ def _page(
     errors: dict[str, str] | None = None,
     reason: str = "",
     status_code: int = 200,
+    removed_logs: dict[int, str] | None = None,
 ) -> HTMLResponse:
     latest = versions[0]
     declared, plugin_error = declarations(state, latest.instrument)
@@ -81,7 +100,7 @@ def _page(
         errors=errors or {},
         reason=reason,
         plugin_error=plugin_error,
-        **_versions_context(versions, latest.instrument, latest.run_number),
+        **_versions_context(versions, latest.instrument, latest.run_number, removed_logs),
     )
 
 
@@ -95,7 +114,8 @@ def run_page(
     caller: PageCaller,
 ) -> HTMLResponse:
     """Every version of the run, latest first, and the re-run form."""
-    return _page(request, state, _versions_or_404(session, caller, instrument, run_number))
+    versions = _versions_or_404(session, caller, instrument, run_number)
+    return _page(request, state, versions, removed_logs=_removed_logs(session, versions))
 
 
 @router.get("/runs/{instrument}/{run_number}/versions-fragment", response_class=HTMLResponse)
@@ -108,8 +128,9 @@ def versions_fragment(
 ) -> HTMLResponse:
     """The versions alone, for the page's periodic refresh."""
     versions = _versions_or_404(session, caller, instrument, run_number)
+    removed = _removed_logs(session, versions)
     return render(
-        request, "run_versions.html", **_versions_context(versions, instrument, run_number)
+        request, "run_versions.html", **_versions_context(versions, instrument, run_number, removed)
     )
 
 

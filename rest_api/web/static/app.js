@@ -42,7 +42,13 @@ function startLog(element) {
     return;
   }
   fetch(url, { credentials: "same-origin" })
-    .then((response) => (response.ok ? response.text() : "(no log)"))
+    .then((response) => {
+      if (response.ok) { return response.text(); }
+      if (response.status === 410) {  // removed by the retention clean-up: say so
+        return response.json().then((problem) => `(${problem.detail})`, () => "(log removed)");
+      }
+      return "(no log)";
+    })
     .then((text) => { element.textContent = text || "(the log is empty)"; })
     .catch(() => { /* keep the link to the log */ });
 }
