@@ -13,6 +13,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -99,9 +100,11 @@ def _write_inventory(root: Path, settings: dict[str, object]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def deployment() -> Iterator[Deployment]:
     subprocess.run([str(REPO / "scripts/services.sh"), "start", "mariadb", "activemq"], check=True)
-    root = tmp_path_factory.mktemp("deploy")
+    # Not under pytest's basetemp: a concurrent pytest session removes old basetemps, and this
+    # deployment's services run from here for minutes.
+    root = Path(tempfile.mkdtemp(prefix="autoreduce-deploy-", dir="/var/tmp"))
     prefix = root / "prefix"
     api_port = free_port()
     db_name = f"ar_deploy_{uuid.uuid4().hex[:8]}"
@@ -163,6 +166,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             cursor.execute(f"DROP DATABASE IF EXISTS `{db_name}`")
             cursor.execute(f"DROP USER IF EXISTS '{db_name}'@'%'")
         connection.close()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
