@@ -6,6 +6,8 @@ DEMO_DIR ?= demo
 DEMO_PORT ?= 8000
 DEMO_RUNS ?= 10
 PYTEST_ARGS ?=
+# pytest-xdist workers for the parallel part of `make test` (the tests mostly wait on real services)
+TEST_WORKERS ?= 3
 
 .PHONY: help install demo up test test-unit test-integration test-e2e lint format services services-stop clean
 .DEFAULT_GOAL := help
@@ -32,9 +34,10 @@ demo: install  ## a synthetic facility on the embedded defaults (Ctrl-C stops it
 up: install  ## every service on this machine, configured by autoreduce.toml
 	$(BIN)/autoreduce up
 
-test: install  ## the whole suite (needs MariaDB: `make services` starts what is missing)
+test: install  ## the whole suite: in parallel, then the tests that restart shared services, alone
 	scripts/services.sh start
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not exclusive" $(PYTEST_ARGS)
+	$(BIN)/pytest -m exclusive $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: PYTEST_ARGS chose none of them
 
 test-unit: install  ## unit tests only (no services needed)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -3,9 +3,9 @@
 ``autoreduce db backup`` writes one gzip-compressed, timestamped dump into the backup directory
 and a manifest beside it (engine, SHA-256 and size of the dump, rows per table, schema
 revision), then removes dumps older than ``keep_days``. On MariaDB/MySQL the dump is
-``mysqldump --single-transaction`` (one consistent snapshot, no table locks) with one row per
-``INSERT`` line, so the manifest's row counts are counted from the dump itself; on SQLite it is
-a copy made with SQLite's online backup API, counted in the copy. Either way the counts describe
+``mysqldump --single-transaction`` (one consistent snapshot, no table locks), whose rows
+are counted from the dump itself as it streams by (:func:`rows_in`); on SQLite it is a copy made
+with SQLite's online backup API, counted in the copy. Either way the counts describe
 exactly the snapshot in the file, whatever was written meanwhile.
 
 ``autoreduce db restore --verify`` checks the dump's checksum against the manifest, restores it
@@ -53,9 +53,12 @@ SQL_SUFFIX = ".sql.gz"
 SQLITE_SUFFIX = ".sqlite.gz"
 MANIFEST_FORMAT = 1
 CHUNK = 1024 * 1024
-INSERT = re.compile(rb"^INSERT INTO `(?P<table>[^`]+)` VALUES ")
+INSERT = re.compile(rb"^INSERT INTO `(?P<table>[^`]+)` VALUES")
 CREATE = re.compile(rb"^CREATE TABLE `(?P<table>[^`]+)` ")
-REVISION = re.compile(rb"^INSERT INTO `alembic_version` VALUES \('(?P<revision>[^']*)'\);")
+QUOTED = re.compile(rb"'[^'\\]*(?:\\.[^'\\]*)*'", re.DOTALL)
+"""A quoted value as mysqldump writes it (``\'`` and ``\\`` escaped inside)."""
+REVISION_VALUE = re.compile(rb"\('(?P<revision>[^'\\]*)'\)")
+ROW_SEPARATOR = re.compile(rb"\)\s*,\s*\(")
 SCRATCH_NAME_CHARS = 64  # MariaDB's longest database name
 
 
@@ -225,6 +228,49 @@ def _client_failed(what: str, command: str, returncode: int, stderr: Path) -> Ba
     return BackupError(f"{what}: {command} exited with status {returncode}: {said}")
 
 
+def rows_in(statement: bytes) -> int:
+    """The rows of one whole ``INSERT INTO `t` VALUES (…),(…);`` statement of a dump.
+
+    Quoted values are taken out first, so that only the separators between rows are left to
+    count: numbers, NULL and hex literals (``--hex-blob``) hold no parentheses. MySQL's
+    mysqldump writes a statement on one line, MariaDB's one row a line; both count the same.
+    """
+    return len(ROW_SEPARATOR.findall(QUOTED.sub(b"''", statement))) + 1
+
+
+class DumpCounter:
+    """Rows per table and the schema revision of a dump, fed one line at a time.
+
+    mysqldump escapes line breaks inside values (``\\n``), so a quoted value never spans lines
+    and a statement ends at the line whose unquoted text ends with ``;``.
+    """
+
+    def __init__(self) -> None:
+        self.tables: dict[str, int] = {}
+        self.revision: str | None = None
+        self._table: str | None = None
+        self._statement: list[bytes] = []
+
+    def feed(self, line: bytes) -> None:
+        if self._table is None:
+            if match := CREATE.match(line):
+                self.tables.setdefault(match.group("table").decode("utf-8", "replace"), 0)
+                return
+            if (match := INSERT.match(line)) is None:
+                return
+            self._table = match.group("table").decode("utf-8", "replace")
+            self.tables.setdefault(self._table, 0)
+            line = line[match.end() :]
+        unquoted = QUOTED.sub(b"''", line)
+        self._statement.append(unquoted)
+        if self._table == "alembic_version" and (found := REVISION_VALUE.search(line)):
+            self.revision = found.group("revision").decode("ascii", "replace")
+        if unquoted.rstrip().endswith(b";"):
+            statement = b"".join(self._statement)
+            self.tables[self._table] += len(ROW_SEPARATOR.findall(statement)) + 1
+            self._table, self._statement = None, []
+
+
 def _dump_mariadb(
     settings_backup: BackupSettings, url: URL, target: Path
 ) -> tuple[dict[str, int], str | None]:
@@ -232,14 +278,13 @@ def _dump_mariadb(
     if not url.database:
         raise BackupError(f"the database URL {safe_url(str(url))} names no database")
     command = settings_backup.dump_command
-    tables: dict[str, int] = {}
-    revision: str | None = None
+    counter = DumpCounter()
     with client_options(url) as options, tempfile.TemporaryFile() as errors_file:
         argv = [
             command,
             f"--defaults-extra-file={options}",  # must come first
             "--single-transaction",
-            "--skip-extended-insert",  # one row per line: rows are counted from the dump
+            "--extended-insert",  # many rows per INSERT: rows are counted in the dump
             "--no-autocommit",
             "--skip-add-locks",
             "--skip-lock-tables",
@@ -262,13 +307,7 @@ def _dump_mariadb(
             with gzip.open(target, "wb", compresslevel=6) as out:
                 for line in process.stdout:
                     out.write(line)
-                    if match := INSERT.match(line):
-                        name = match.group("table").decode("utf-8", "replace")
-                        tables[name] = tables.get(name, 0) + 1
-                        if name == "alembic_version" and (found := REVISION.match(line)):
-                            revision = found.group("revision").decode("ascii", "replace")
-                    elif match := CREATE.match(line):
-                        tables.setdefault(match.group("table").decode("utf-8", "replace"), 0)
+                    counter.feed(line)
             returncode = process.wait()
         finally:
             timer.cancel()
@@ -280,9 +319,9 @@ def _dump_mariadb(
             said = errors_file.read().decode("utf-8", "replace").strip().splitlines()
             last = one_line(said[-1], 300) if said else "no message"
             raise BackupError(f"dump: {command} exited with status {returncode}: {last}")
-    if not tables:
+    if not counter.tables:
         raise BackupError(f"dump: {command} wrote no table of database {url.database!r}")
-    return tables, revision
+    return counter.tables, counter.revision
 
 
 def _feed(process: subprocess.Popen[bytes], source: gzip.GzipFile) -> str:

@@ -22,6 +22,7 @@ from autoreduce.settings import (
     CONFIG_ENV,
     ArchiveSettings,
     InstrumentConfig,
+    JobSettings,
     LdapSettings,
     Settings,
     did_you_mean,
@@ -30,7 +31,11 @@ from autoreduce.variables import VariableError, resolve_variables
 
 ENV_PREFIX = "AUTOREDUCE_"
 NOT_SETTINGS_ENV_PREFIXES = ("AUTOREDUCE_TEST_",)  # the test suite's own variables
-_TABLES: dict[str, type[Any]] = {"archive": ArchiveSettings, "ldap": LdapSettings}
+_TABLES: dict[str, type[Any]] = {
+    "archive": ArchiveSettings,
+    "ldap": LdapSettings,
+    "jobs": JobSettings,
+}
 
 
 def _unknown(key: str, known: list[str], where: str) -> str:
@@ -102,7 +107,10 @@ def settings_problems(
 def environment_warnings(environ: Mapping[str, str]) -> list[str]:
     """``AUTOREDUCE_*`` variables that are not settings (they are ignored)."""
     known = [CONFIG_ENV] + [ENV_PREFIX + name.upper() for name in Settings.model_fields]
-    nested = {ENV_PREFIX + name.upper() + "__" for name in ("archive", "ldap", "instruments")}
+    nested = {
+        ENV_PREFIX + name.upper() + "__"
+        for name in ("archive", "ldap", "instruments", "backup", "retention")
+    }
     warnings = []
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name.startswith(NOT_SETTINGS_ENV_PREFIXES):
@@ -136,4 +144,8 @@ def plugin_problems(settings: Settings, plugins: Plugins) -> list[str]:
                 f"instruments.{name}.plugin: plugin '{instrument.plugin}' failed to declare its "
                 f"variables: {type(error).__name__}: {error}"
             )
+    for plugin in settings.jobs.plugins:
+        if plugin not in installed:
+            hint = did_you_mean(plugin, installed, "'{}'")
+            problems.append(f"jobs.plugins: no plugin named '{plugin}' is installed{hint}")
     return problems

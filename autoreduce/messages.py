@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 PENDING_QUEUE = "autoreduce.reduction.pending"
 DEAD_LETTER_QUEUE = "autoreduce.reduction.dlq"
 
-RunReason = Literal["detected", "rerun", "replay"]
+RunReason = Literal["detected", "rerun", "replay", "job"]
 
 
 class RunMessage(BaseModel):

@@ -146,6 +146,9 @@ def _plan_version(
     plan = VersionPlan(run.id, _label(run), log_lines=log_lines)
     if not run.output_dir:
         return plan
+    if run.output_dir.startswith("s3://"):
+        report.skipped.append((run.output_dir, f"{plan.label}: in the object store: files kept"))
+        return plan
     try:
         output_dir = _real_directory(root, Path(run.output_dir), "output directory")
     except UnsafePathError as error:
@@ -306,12 +309,13 @@ def cleanup(
 
 
 def retention_of(session: Session, run_ids: list[int]) -> dict[int, datetime]:
-    """When each of ``run_ids`` that the clean-up reached was cleaned."""
+    """When the clean-up removed files or log lines of each of ``run_ids`` that it cleaned."""
     if not run_ids:
         return {}
     rows = session.execute(
         select(RetentionCleanup.run_id, RetentionCleanup.cleaned_at).where(
-            RetentionCleanup.run_id.in_(run_ids)
+            RetentionCleanup.run_id.in_(run_ids),
+            (RetentionCleanup.files > 0) | (RetentionCleanup.log_lines > 0),
         )
     ).all()
     return {run_id: cleaned_at for run_id, cleaned_at in rows}

@@ -145,6 +145,24 @@ class InstrumentConfig(BaseModel):
         return value
 
 
+STORAGE_URL = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/[A-Za-z0-9._/-]*)?$")
+
+
+class JobSettings(BaseModel):
+    """Reductions of uploads (``POST /api/v1/jobs``): runs of the ``JOB`` pseudo-instrument."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="The plugins a job may name (each still needs an admin's approval); empty: "
+        "jobs are refused.",
+    )
+    timeout_s: float = Field(3600.0, gt=0, description="Wall-clock limit of one job.")
+    memory_mb: int = Field(8192, gt=0, description="Memory a job's reduction may add, in MiB.")
+    max_inputs: int = Field(20, ge=1, le=1000, description="Most uploads one job may name.")
+
+
 LDAP_URL = re.compile(r"^ldaps?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?/?$", re.I)
 LDAP_ROLES = ("admin", "scientist")
 """The roles an LDAP group may grant, strongest first (a member of both is an admin)."""
@@ -711,6 +729,27 @@ class Settings(BaseSettings):
     signin_failure_window_s: float = Field(
         300.0, gt=0, description="Web UI: the window failed sign-ins are counted in, in seconds."
     )
+    storage: str = Field(
+        "file",
+        description="Where outputs, logs and uploads live: `file` (outputs under `outputs`, "
+        "uploads under data_dir/uploads) or `s3://bucket/prefix` (an S3-compatible store at "
+        "`s3_endpoint`; outputs are published there when a run ends).",
+    )
+    s3_endpoint: str = Field(
+        "", description="S3: the store's URL (e.g. http://127.0.0.1:18333); empty: AWS's."
+    )
+    s3_region: str = Field("us-east-1", description="S3: the region signed into requests.")
+    s3_access_key: SecretStr = Field(SecretStr(""), description="S3: the access key id.")
+    s3_secret_key: SecretStr = Field(
+        SecretStr(""), description="S3: the secret key (never logged or shown)."
+    )
+    max_upload_bytes: int = Field(
+        1024**3, gt=0, description="API: an upload larger than this many bytes is refused 413."
+    )
+    jobs: JobSettings = Field(
+        default_factory=lambda: JobSettings.model_validate({}),
+        description="Reductions of uploaded files (jobs).",
+    )
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     ldap: LdapSettings = Field(
         default_factory=LdapSettings, description="Signing in against an LDAP directory."
@@ -745,6 +784,8 @@ class Settings(BaseSettings):
     @classmethod
     def _instrument_names(cls, value: dict[str, InstrumentConfig]) -> dict[str, InstrumentConfig]:
         for name in value:
+            if name == "JOB":
+                raise ValueError("instrument name 'JOB' is reserved for jobs (uploads reduced)")
             if not INSTRUMENT_NAME.match(name):
                 raise ValueError(
                     f"instrument name {name!r} must be upper case letters, digits or _ "
@@ -761,6 +802,20 @@ class Settings(BaseSettings):
                     f"signing key {position} is shorter than {MIN_SIGNING_KEY_CHARS} characters "
                     "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
                 )
+        return value
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_url(cls, value: str) -> str:
+        match = STORAGE_URL.match(value)
+        prefix = (match.group(2) or "").strip("/") if match else ""
+        parts = prefix.split("/") if prefix else []
+        unsafe = any(not part or part.startswith(".") for part in parts)
+        if value != "file" and (not match or unsafe):
+            raise ValueError(
+                "storage must be 'file' or 's3://bucket/prefix' (a bucket name "
+                "of 3-63 lower-case letters, digits, '.' or '-'; no credentials in the URL)"
+            )
         return value
 
     @model_validator(mode="after")

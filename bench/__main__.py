@@ -2,7 +2,8 @@
 
 (a) lastruns.txt written → run Queued; (b) throughput and orchestration overhead per
 configuration; (c) the same workload through Celery; (d) memory per service; (e) the API under
-20 concurrent clients; (f) the pages and API reads at a facility's history. Everything runs on
+20 concurrent clients; (f) the pages and API reads at a facility's history; (g) object store
+MiB/s (SeaweedFS). Everything runs on
 real services (MariaDB, RabbitMQ, and ActiveMQ / RabbitMQ STOMP when the STOMP transport
 exists) with a fresh database each, and stops every process it starts, even on Ctrl-C.
 """
@@ -16,13 +17,13 @@ import time
 from datetime import UTC, datetime
 from types import FrameType
 
-from bench import api_load, celery_baseline, detection, scale, throughput
+from bench import api_load, celery_baseline, detection, object_store, scale, throughput
 from bench.brokers import CONFIGS
 from bench.harness import MYSQL_SERVER, one_line
 from bench.memory import MemoryRow, memory_table
 from bench.report import Table, machine_table
 
-TABLES = ("a", "b", "c", "d", "e", "f")
+TABLES = ("a", "b", "c", "d", "e", "f", "g")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -103,6 +104,14 @@ def run(args: argparse.Namespace) -> None:
     if "f" in args.only:
         started = time.monotonic()
         _show(scale.scale_table(scale.measure(args.scale)), started)
+    if "g" in args.only:
+        started = time.monotonic()
+        try:
+            stored = object_store.measure(quick=args.quick)
+        except Exception as error:
+            _failed("(g)", error)
+        else:
+            _show(object_store.object_store_table(stored), started)
     print(f"total {time.monotonic() - began:.0f} s")
 
 

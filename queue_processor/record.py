@@ -146,15 +146,17 @@ def record_outcome(
     outcome: Outcome,
     failure: Failure | None = None,
     provenance: dict[str, Any] | None = None,
+    stored_at: str | None = None,
 ) -> bool:
     """Record Completed or Error for the attempt that holds the run; False if it lost the run.
 
     An Error carries ``failure`` (its category and fingerprint); a Completed run has an earlier
-    attempt's crash cleared, message and failure alike.
+    attempt's crash cleared, message and failure alike. ``stored_at`` (the object store's base
+    URL of the published outputs) is recorded as the output directory when given.
     """
     values: dict[str, object] = {
         "finished_at": utcnow(),
-        "output_dir": str(output_dir),
+        "output_dir": stored_at or str(output_dir),
         "summary": outcome.summary[:1000],
         "provenance": provenance,
     }

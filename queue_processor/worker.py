@@ -7,6 +7,7 @@ message unacked; the broker delivers it again and the run is taken over (attempt
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import os
@@ -22,6 +23,8 @@ from autoreduce.archive import DataFileError, checked_data_file
 from autoreduce.db import Database
 from autoreduce.db.models import ReductionRun, RunStatus, utcnow
 from autoreduce.failures import ErrorCategory, classify
+from autoreduce.jobs import JobInputError, drop_inputs, is_job, job_config, job_output_dir
+from autoreduce.jobs import stage_inputs as stage_job_inputs
 from autoreduce.logs import run_fields
 from autoreduce.messages import PENDING_QUEUE, InvalidMessage, parse_run_message
 from autoreduce.paths import UnsafePathError
@@ -30,7 +33,8 @@ from autoreduce.plugin_approvals import PluginGate
 from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.provenance import ProcessorProvenance
 from autoreduce.run_events import NS_PER_S, final_action, log_run_event, nanoseconds_between
-from autoreduce.settings import Settings
+from autoreduce.settings import InstrumentConfig, Settings
+from autoreduce.storage import StoreError, open_store
 from autoreduce.transport import Delivery, Transport, open_transport
 from queue_processor.approval import hold_unapproved
 from queue_processor.cancel import CancelRequest, cancel_request
@@ -38,6 +42,7 @@ from queue_processor.claim import Claim, Decision, claim_run
 from queue_processor.heartbeat import Heartbeat
 from queue_processor.isolation import LOG_NAME, Outcome, ReductionJob, ReductionLauncher
 from queue_processor.log_shipper import LogLimits, LogShipper
+from queue_processor.publish import publish_outputs
 from queue_processor.record import (
     move_into_place,
     record_cancelled,
@@ -108,6 +113,7 @@ class QueueProcessor:
             self.database, self.transport, self.processor_id, settings.heartbeat_interval_s
         )
         self.launcher = ReductionLauncher(self.plugins)
+        self.store = open_store(settings)  # None: outputs stay in the outputs directory
         self.provenance = ProcessorProvenance(self.processor_id)  # once: reads every package
         self._stop = threading.Event()
         self._stop_seen_at: float | None = None
@@ -119,6 +125,11 @@ class QueueProcessor:
     def serve(self) -> None:
         """Consume until :meth:`stop` is called."""
         self.database.upgrade()
+        if self.store is not None:
+            try:
+                self.store.ensure_bucket()
+            except StoreError as error:  # then each publication fails and its run is retried
+                logger.error("the object store is not ready: %s", error)
         try:
             self.plugins.warm_up()
         except Exception:  # a broken plugin fails its own runs, not the processor
@@ -280,7 +291,7 @@ class QueueProcessor:
 
     def _reduce_held(self, run: ReductionRun, attempt: int) -> Verdict:
         """Reduce a run this processor holds; how it ended and what to do with its message."""
-        config = self.settings.instruments.get(run.instrument)
+        config = self._config_of(run)
         if config is None:
             reason = (
                 f"instrument {run.instrument} is not configured on processor {self.processor_id}"
@@ -288,6 +299,21 @@ class QueueProcessor:
             return self._finish_early(
                 run, attempt, RunStatus.ERROR, reason, ErrorCategory.INFRASTRUCTURE
             )
+        try:
+            return self._reduce_configured(run, attempt, config)
+        finally:
+            if is_job(run):
+                drop_inputs(self.settings, run)
+
+    def _config_of(self, run: ReductionRun) -> InstrumentConfig | None:
+        """The instrument's configuration; a job's plugin and limits (autoreduce.jobs)."""
+        if is_job(run):
+            return job_config(self.settings, self.database, run)
+        return self.settings.instruments.get(run.instrument)
+
+    def _reduce_configured(
+        self, run: ReductionRun, attempt: int, config: InstrumentConfig
+    ) -> Verdict:
         plugin = config.plugin
         info = _run_info(run)
         try:
@@ -298,15 +324,23 @@ class QueueProcessor:
         if skip_reason:
             return self._finish_early(run, attempt, RunStatus.SKIPPED, skip_reason, plugin=plugin)
         try:  # checked again here: the archive may have changed since the run was recorded
-            checked_data_file(self.settings, run.data_path)
-        except DataFileError as error:
+            if is_job(run):  # a job's uploads, copied here from the store
+                staged = stage_job_inputs(self.settings, self.store, self.database, run)
+                info = dataclasses.replace(info, data_path=staged)
+            else:
+                checked_data_file(self.settings, run.data_path)
+        except (DataFileError, JobInputError) as error:
             return self._finish_early(
                 run, attempt, RunStatus.ERROR, str(error), ErrorCategory.DATA, plugin
             )
         outputs_root = self.settings.outputs_root
         try:  # values from the data file: nothing is created or removed until they are checked
-            output_dir = self.settings.output_dir(
-                run.instrument, run.run_number, run.run_version, run.experiment_ref
+            output_dir = (
+                job_output_dir(self.settings, run)
+                if is_job(run)
+                else self.settings.output_dir(
+                    run.instrument, run.run_number, run.run_version, run.experiment_ref
+                )
             )
         except UnsafePathError as error:
             return self._finish_early(
@@ -359,6 +393,11 @@ class QueueProcessor:
         self, run: ReductionRun, attempt: int, output_dir: Path, outcome: Outcome, plugin: str
     ) -> Verdict:
         settle = Settle.ACK
+        stored_at = None
+        if self.store is not None and not outcome.retryable:  # storage = "s3://…"
+            stored_at = publish_outputs(self.store, run, attempt, output_dir, outcome)
+            if stored_at is None:  # not published: nothing of it may be recorded or served
+                shutil.rmtree(output_dir, ignore_errors=True)
         failure = None if outcome.ok else outcome_failure(outcome, plugin)
         if outcome.retryable:
             assert failure is not None
@@ -382,12 +421,15 @@ class QueueProcessor:
             outcome=outcome,
             failure=failure,
             provenance=provenance,
+            stored_at=stored_at,
         ):
             logger.warning(
                 "%s: another processor took the run over; result discarded",
                 _label(run),
                 extra=run_fields(run),
             )
+        if self.store is not None:  # the store has them (or the run failed): no local copy
+            shutil.rmtree(output_dir, ignore_errors=True)
         status = RunStatus.COMPLETED if outcome.ok else RunStatus.ERROR
         return Verdict(status, settle, outcome.reason, outcome)
 

@@ -22,6 +22,7 @@ from autoreduce.plugin_approvals import PluginGate
 from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.settings import Settings
 from autoreduce.state_machine import one_line
+from autoreduce.storage import open_store
 from autoreduce.transport import Transport, open_transport
 from rest_api.dependencies import ApiState
 from rest_api.limits import BodySizeLimit
@@ -33,6 +34,7 @@ from rest_api.routes import (
     experiments,
     failures,
     instruments,
+    jobs,
     logs,
     oauth,
     outputs,
@@ -40,6 +42,7 @@ from rest_api.routes import (
     reruns,
     runs,
     system,
+    uploads,
     variable_rules,
 )
 from rest_api.routes import plugins as plugin_routes
@@ -169,6 +172,7 @@ def create_app(
         owns_database=owns_database,
         owns_transport=owns_transport,
         log_followers=FollowerSlots(settings.max_log_followers),
+        store=open_store(settings),
     )
 
     @asynccontextmanager
@@ -203,12 +207,18 @@ def create_app(
         audit,
         oauth,
         plugin_routes,
+        uploads,
+        jobs,
     ):
         app.include_router(module.router)
     app.include_router(metrics_router)
     install_web(app, settings)
     app.openapi = problem_openapi(app, every_route=(422, 503))  # type: ignore[method-assign]
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_request_bytes,
+        own_limit_paths=(uploads.UPLOAD_PATH,),  # streamed to disk, limited by max_upload_bytes
+    )
     return app
 
 

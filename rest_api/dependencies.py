@@ -17,6 +17,7 @@ from autoreduce.outbox import OutboxRelay
 from autoreduce.plugin_approvals import PluginGate
 from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.settings import InstrumentConfig, Settings
+from autoreduce.storage import ObjectStore
 from autoreduce.transport import Transport
 from rest_api.log_stream import FollowerSlots
 
@@ -41,6 +42,7 @@ class ApiState:
     relay_thread: threading.Thread | None = None
     metadata_reader: IsolatedMetadataReader = field(default_factory=IsolatedMetadataReader)
     log_followers: FollowerSlots = field(default_factory=lambda: FollowerSlots(50))
+    store: ObjectStore | None = None  # storage = "s3://…"; None: files on disk
     metrics_registry: CollectorRegistry | None = None  # made at the first scrape (rest_api.metrics)
 
     def plugins(self) -> Plugins:

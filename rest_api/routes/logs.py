@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from autoreduce.db.models import ReductionRun, RunLogLine, RunStatus
 from rest_api.auth import ReaderDep
-from rest_api.dependencies import SessionDep, StateDep
+from rest_api.dependencies import ApiState, SessionDep, StateDep
 from rest_api.log_stream import EventStream, log_events
 from rest_api.problems import problems
-from rest_api.routes.outputs import output_path, retention_removal
+from rest_api.routes.outputs import output_path, retention_removal, stored_response
 from rest_api.routes.runs import InstrumentName, RunNumber
 
 router = APIRouter(prefix="/api/v1/runs", tags=["logs"])
@@ -56,11 +56,14 @@ def _shipped_text(session: Session, run_id: int) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
-def _log_file(run: ReductionRun) -> Response | None:
-    """The recorded ``reduction.log`` of a final run, if this host can read it."""
+def _log_file(run: ReductionRun, state: ApiState) -> Response | None:
+    """The recorded ``reduction.log`` of a final run, if this host (or the store) has it."""
     if not RunStatus(run.status).is_final:
         return None
     for output in run.outputs:
+        if output.kind == "log" and run.output_dir.startswith("s3://"):
+            label = f"the log of {run.instrument} {run.run_number}"
+            return stored_response(state.store, run.output_dir, output.name, TEXT, label)
         if output.kind == "log" and (path := output_path(run.output_dir, output.name)):
             return FileResponse(path, media_type=TEXT, content_disposition_type="inline")
     return None
@@ -121,7 +124,7 @@ def get_run_log(
             max_duration_s=state.settings.log_follow_max_s,
         )
         return EventStream(events, on_close=slots.give_back)
-    log_file = _log_file(run)
+    log_file = _log_file(run, state)
     if log_file is not None:
         return log_file
     text = _shipped_text(session, run.id)

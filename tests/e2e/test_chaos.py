@@ -27,6 +27,8 @@ from tests.e2e.services import ACTIVEMQ_URL, restart_activemq, restart_mariadb, 
 from tests.facility import Facility, start_facility, stop_facility
 from tests.polling import wait_for
 
+pytestmark = pytest.mark.exclusive  # restarts the shared ActiveMQ or MariaDB: runs alone
+
 RUNS = 300
 
 

@@ -17,6 +17,8 @@ from tests.e2e.services import ACTIVEMQ_URL, start_activemq, stop_activemq
 from tests.facility import Facility
 from tests.polling import wait_for
 
+pytestmark = pytest.mark.exclusive  # restarts the shared ActiveMQ or MariaDB: runs alone
+
 
 @pytest.fixture
 def production(fresh_mysql_database: str) -> dict[str, Any]:

@@ -214,6 +214,17 @@ def test_a_cleaned_run_still_answers_in_the_api_and_the_ui(
 ) -> None:
     old = reduced[1]
     age(db, 1, days=100)
+    with db.session() as session:  # a version skipped long ago: no log, nothing to remove
+        session.add(
+            ReductionRun(
+                instrument="GEM",
+                run_number=7,
+                status="Skipped",
+                message="calibration run",
+                data_path="/archive/GEM00000007.nxs",
+                finished_at=utcnow() - timedelta(days=200),
+            )
+        )
     cleanup(settings)  # the default policy: 90 days
 
     run = app_client.get(f"{RUNS}/GEM/1")
@@ -232,6 +243,8 @@ def test_a_cleaned_run_still_answers_in_the_api_and_the_ui(
     assert page.status_code == 200 and "Log removed by retention on" in page.text
     assert "data-log=" not in page.text.split('id="version-0"')[1]  # no fetch of a removed log
     assert downloads == {"data": 200, "plot": 200, "log": 410}
+    skipped_log = app_client.get(f"{RUNS}/GEM/7/versions/0/log")
+    assert skipped_log.status_code == 404 and "has no log" in skipped_log.json()["detail"]
 
 
 def test_an_output_directory_that_is_a_symlink_is_skipped_not_followed(

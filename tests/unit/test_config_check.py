@@ -198,3 +198,25 @@ def test_up_without_instruments_says_how_to_add_one() -> None:
     assert result.exit_code == 2
     assert "no instruments are configured" in result.output
     assert "[instruments.WISH]" in result.output and "autoreduce config check" in result.output
+
+
+def test_jobs_and_storage_mistakes_are_reported_with_their_keys() -> None:
+    write_config('storage = "s3://ak:sk@bucket/x"\n[jobs]\nplugins = ["nop"]\ntimeout = 5\n' + GEM)
+
+    result = autoreduce("config", "check")
+
+    assert result.exit_code == 2
+    assert "unknown key 'jobs.timeout' (did you mean 'timeout_s'?)" in result.output
+    assert "storage" in result.output and "no credentials in the URL" in result.output
+    assert "ak:sk" not in result.output  # a URL that carries credentials is not echoed
+
+
+def test_a_job_plugin_that_is_not_installed_is_reported() -> None:
+    write_config('[jobs]\nplugins = ["nop"]\n' + GEM)
+
+    result = autoreduce("config", "check")
+
+    assert result.exit_code == 2
+    assert (
+        "jobs.plugins: no plugin named 'nop' is installed (did you mean 'noop'?)" in result.output
+    )

@@ -1,7 +1,7 @@
 """operations: backup, verification and clean-up outcomes; run versions cleaned by retention
 
 Revision ID: 0018
-Revises: 0014
+Revises: 0017
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 import autoreduce.db.models
 
 revision = "0018"
-down_revision = "0014"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
