@@ -23,7 +23,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
-	$(BIN)/pip install --quiet -e '.[test,lint]'
+	$(BIN)/pip install --quiet -e '.[test,lint,deploy]'
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install autoreduce with its test and lint tools
@@ -49,10 +49,11 @@ test-integration: install  ## integration tests on real SQLite, MariaDB, ActiveM
 test-e2e: install  ## end-to-end tests: real processes (restarts MariaDB and ActiveMQ)
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
-lint: install  ## ruff and mypy
+lint: install  ## ruff, mypy and ansible-lint (production profile)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	cd ansible && $(ANSIBLE_ENV) ../$(BIN)/ansible-lint --offline --profile production
 
 format: install  ## ruff format and ruff check --fix
 	$(BIN)/ruff format .
@@ -81,3 +82,30 @@ services-stop:  ## stop what `make services` started
 
 clean:  ## remove .venv and the caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+
+# --- Deploying (ansible/; README "Deploying") ---------------------------------------------------
+# make deploy-<service> | restart-<service> | deploy-all  [INVENTORY=inventories/production]
+#   [CHECK=1: --check --diff, nothing changes] [ANSIBLE_ARGS='--ask-vault-pass -l host']
+INVENTORY ?= inventories/local
+CHECK ?=
+ANSIBLE_ARGS ?=
+SERVICES := rest-api run-detection queue-processor database activemq log-shipper monitoring backup \
+	retention
+RESTARTABLE := rest-api run-detection queue-processor activemq log-shipper
+ANSIBLE_ENV := ANSIBLE_HOME=$(CURDIR)/.ansible XDG_CACHE_HOME=$(CURDIR)/.ansible/cache \
+	ANSIBLE_CONFIG=$(CURDIR)/ansible/ansible.cfg
+PLAYBOOK = cd ansible && $(ANSIBLE_ENV) ../$(BIN)/ansible-playbook -i $(abspath $(INVENTORY)) \
+	$(if $(CHECK),--check --diff) $(ANSIBLE_ARGS)
+.PHONY: dist deploy-all $(addprefix deploy-,$(SERVICES)) $(addprefix restart-,$(RESTARTABLE))
+
+dist: install  ## build the wheel the deployment installs (dist/autoreduce-<version>-py3-none-any.whl)
+	rm -rf dist build && SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) $(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+
+deploy-all: dist  ## deploy every part to INVENTORY (default: local); CHECK=1: dry run with diff
+	$(PLAYBOOK) site.yml
+
+$(addprefix deploy-,$(SERVICES)): deploy-%: dist  ## deploy one part: deploy-rest-api, deploy-queue-processor, ...
+	$(PLAYBOOK) site.yml --tags $(subst -,_,$*)
+
+$(addprefix restart-,$(RESTARTABLE)): restart-%: install  ## graceful restart: restart-queue-processor, ...
+	$(PLAYBOOK) restart.yml -e autoreduce_restart=$(subst -,_,$*)

@@ -1,0 +1,299 @@
+"""The real playbooks (`make deploy-all`, `make restart-queue-processor`) run against this machine
+into a temporary prefix: its own paths, ports, MariaDB database and account, ActiveMQ instance
+and supervisord, so the suite's own services are never touched. One deployment is shared by the
+module's tests, in order; deploy and re-deploy times are printed (`pytest -s`)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymysql
+import pytest
+import yaml
+
+from tests.facility import Facility, free_port
+from tests.polling import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.skipif(
+    not (VENV_BIN / "ansible-playbook").exists(), reason="ansible-core is not installed"
+)
+
+
+@dataclass
+class Deployment:
+    root: Path
+    inventory: Path
+    vault_password_file: Path
+    prefix: Path
+    facility: Facility
+    db_name: str
+
+    @property
+    def settings_file(self) -> Path:
+        return self.inventory / "group_vars" / "all" / "main.yml"
+
+    def make(self, target: str) -> str:
+        """``make TARGET`` against this deployment's inventory; its output (it must succeed)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOREDUCE_")}
+        args = f"--vault-password-file={self.vault_password_file}"
+        done = subprocess.run(
+            ["make", "--no-print-directory", target, f"INVENTORY={self.inventory}",
+             f"ANSIBLE_ARGS={args}"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=1200,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+        return done.stdout
+
+    def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        supervisor = self.prefix / "supervisor"
+        command = [str(supervisor / "venv/bin/supervisorctl"), "-c"]
+        command += [str(supervisor / "supervisord.conf"), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    def pids(self) -> dict[str, int]:
+        """Program → PID of everything supervisord runs."""
+        status = self.supervisorctl("status").stdout
+        pattern = r"^(?:\S+:)?(\S+)\s+RUNNING\s+pid (\d+)"  # group:program for numprocs
+        return {m[1]: int(m[2]) for m in re.finditer(pattern, status, re.M)}
+
+    def autoreduce(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The deployed ``autoreduce`` with the deployment's configuration and secrets."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOREDUCE_")}
+        command = [str(self.prefix / "bin" / "autoreduce"), *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def changed_count(output: str) -> int:
+    recap = re.findall(r"changed=(\d+)", output.split("PLAY RECAP")[-1])
+    assert recap, output[-3000:]
+    return sum(int(n) for n in recap)
+
+
+def _write_inventory(root: Path, settings: dict[str, object]) -> Path:
+    inventory = root / "inventory"
+    (inventory / "group_vars" / "all").mkdir(parents=True)
+    groups = ["database", "broker", "web", "detection", "processors", "monitoring", "backup"]
+    hosts = {
+        "all": {
+            "children": {group: {"hosts": {"localhost": {}}} for group in [*groups, "retention"]},
+            "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+        }
+    }
+    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    (inventory / "group_vars" / "all" / "main.yml").write_text(yaml.safe_dump(settings))
+    return inventory
+
+
+@pytest.fixture(scope="module")
+def deployment() -> Iterator[Deployment]:
+    subprocess.run([str(REPO / "scripts/services.sh"), "start", "mariadb", "activemq"], check=True)
+    # Not under pytest's basetemp: a concurrent pytest session removes old basetemps, and this
+    # deployment's services run from here for minutes.
+    root = Path(tempfile.mkdtemp(prefix="autoreduce-deploy-", dir="/var/tmp"))
+    prefix = root / "prefix"
+    api_port = free_port()
+    db_name = f"ar_deploy_{uuid.uuid4().hex[:8]}"
+    instruments = {"MARI": {"plugin": "noop"}}
+    facility = Facility(root=root, api_url=f"http://127.0.0.1:{api_port}", instruments=instruments)
+    facility.bump("MARI", 0)
+    settings: dict[str, object] = {
+        "autoreduce_prefix": str(prefix),
+        "autoreduce_user": "",  # the connecting user: no system account in a test
+        "autoreduce_activemq_user": "",
+        "autoreduce_wheel": str(REPO / "dist" / "autoreduce-0.1.0-py3-none-any.whl"),
+        "autoreduce_api_port": api_port,
+        "autoreduce_api_url": facility.api_url,
+        "autoreduce_db_name": db_name,
+        "autoreduce_db_user": db_name,
+        "autoreduce_broker_stomp_port": free_port(),
+        "autoreduce_activemq_openwire_port": free_port(),
+        "autoreduce_archive_root": str(root / "archive"),
+        "autoreduce_cron_dir": str(prefix / "cron.d"),
+        "autoreduce_processors_per_host": 2,
+        "autoreduce_instruments": {
+            "MARI": {
+                "plugin": "noop",
+                "lastruns": "{root}/NDX{instrument}/logs/lastruns.txt",
+                "data": "{root}/NDX{instrument}/data/cycle_*/{instrument}{run_number:08d}.nxs",
+                "variables": {"sleep_s": 4},
+            }
+        },
+        "autoreduce_settings": {"public_read": True, "shutdown_grace_s": 20},
+    }
+    inventory = _write_inventory(root, settings)
+    (prefix / "cron.d").mkdir(parents=True)
+    # The secrets, in a real Ansible Vault file encrypted with a password file.
+    password_file = root / "vault-password"
+    password_file.write_text(secrets.token_urlsafe(24) + "\n")
+    vault = inventory / "group_vars" / "all" / "vault.yml"
+    vault.write_text(
+        yaml.safe_dump(
+            {
+                "vault_autoreduce_db_password": secrets.token_urlsafe(18),
+                "vault_autoreduce_broker_password": secrets.token_urlsafe(18),
+            }
+        )
+    )
+    subprocess.run(
+        [str(VENV_BIN / "ansible-vault"), "encrypt", "--vault-password-file", str(password_file),
+         str(vault)],
+        check=True, capture_output=True, env={**os.environ, "ANSIBLE_HOME": str(root / ".ansible")},
+    )  # fmt: skip
+    assert vault.read_text().startswith("$ANSIBLE_VAULT")
+    deployment = Deployment(root, inventory, password_file, prefix, facility, db_name)
+    try:
+        yield deployment
+    finally:
+        deployment.supervisorctl("shutdown")  # every program (broker included), then itself
+        wait_for(lambda: deployment.supervisorctl("pid").returncode != 0, timeout_s=120)
+        connection = pymysql.connect(host="127.0.0.1", user="root", autocommit=True)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{db_name}`")
+            cursor.execute(f"DROP USER IF EXISTS '{db_name}'@'%'")
+        connection.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def deployed(deployment: Deployment) -> Deployment:
+    started = time.monotonic()
+    deployment.make("deploy-all")
+    print(f"\nfirst deploy-all: {time.monotonic() - started:.0f} s")
+    return deployment
+
+
+PROGRAMS = {
+    "autoreduce-activemq",
+    "autoreduce-api",
+    "autoreduce-detect",
+    "autoreduce-process-1",
+    "autoreduce-process-2",
+}
+
+
+def test_deploy_all_runs_every_service_under_supervisord_and_healthy(deployed: Deployment) -> None:
+    assert deployed.supervisorctl("status").returncode == 0  # 0: every program runs
+    assert set(deployed.pids()) == PROGRAMS
+    import requests
+
+    assert requests.get(f"{deployed.facility.api_url}/health", timeout=10).status_code == 200
+    for secret_file in ("autoreduce.env", "autoreduce.toml", "detector.env"):
+        assert (deployed.prefix / "etc" / secret_file).stat().st_mode & 0o777 == 0o600
+    assert "vault_" not in (deployed.prefix / "etc" / "autoreduce.toml").read_text()
+
+
+def test_a_run_written_to_lastruns_is_completed_through_the_deployed_services(
+    deployed: Deployment,
+) -> None:
+    deployed.facility.play("MARI", 1)
+    run = deployed.facility.wait_final("MARI", 1, timeout_s=180)
+    assert run["status"] == "Completed", run
+    env = (deployed.prefix / "etc" / "autoreduce.env").read_text()
+    assert "mysql+pymysql://" in env and "stomp://" in env  # MariaDB and ActiveMQ, not SQLite
+
+
+def test_a_second_deploy_all_changes_nothing(deployed: Deployment) -> None:
+    started = time.monotonic()
+    output = deployed.make("deploy-all")
+    print(f"\nre-deploy-all: {time.monotonic() - started:.0f} s")
+    assert changed_count(output) == 0, output[-6000:]
+
+
+def test_changing_one_setting_restarts_only_the_services_that_read_it(
+    deployed: Deployment,
+) -> None:
+    before = deployed.pids()
+    settings = yaml.safe_load(deployed.settings_file.read_text())
+    settings["autoreduce_settings"]["shutdown_grace_s"] = 25  # read by processors only
+    deployed.settings_file.write_text(yaml.safe_dump(settings))
+    deployed.make("deploy-all")
+    after = deployed.pids()
+    assert set(after) == PROGRAMS
+    restarted = {name for name in PROGRAMS if after[name] != before[name]}
+    assert restarted == {"autoreduce-process-1", "autoreduce-process-2"}
+    program = (deployed.prefix / "supervisor/conf.d/autoreduce-process.conf").read_text()
+    assert "stopwaitsecs=30" in program  # the new grace, plus 5 s before KILL
+
+
+def test_restart_queue_processor_loses_no_run_in_hand(deployed: Deployment) -> None:
+    facility = deployed.facility
+    facility.play("MARI", 2)  # sleeps 4 s: in hand when the processors get SIGTERM
+
+    def processing() -> bool:
+        run = facility.run("MARI", 2)
+        return run is not None and run["status"] == "Processing"
+
+    wait_for(processing, timeout_s=120, interval_s=0.1)
+    before = deployed.pids()
+    deployed.make("restart-queue-processor")
+    after = deployed.pids()
+    for name in ("autoreduce-process-1", "autoreduce-process-2"):
+        assert after[name] != before[name]
+    run = facility.wait_final("MARI", 2, timeout_s=180)
+    assert run["status"] == "Completed", run
+
+
+def test_the_backup_job_dump_restores_and_verifies_and_a_corrupted_dump_fails(
+    deployed: Deployment, tmp_path: Path
+) -> None:
+    job = subprocess.run(
+        [str(deployed.prefix / "bin" / "autoreduce-backup")],
+        capture_output=True, text=True, timeout=600,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AUTOREDUCE_")},
+    )  # fmt: skip
+    assert job.returncode == 0, job.stdout + job.stderr
+    assert "restored and verified" in job.stdout
+    backups = deployed.prefix / "backups"
+    dump = next(p for p in backups.iterdir() if p.name.endswith(".sql.gz"))
+    corrupted = backups / dump.name.replace("autoreduce-", "autoreduce-corrupted-")
+    text = gzip.decompress(dump.read_bytes())
+    corrupted.write_bytes(gzip.compress(text.replace(b"INSERT INTO", b"INSERT INTO_", 1)))
+    manifest = dump.with_name(dump.name.replace(".sql.gz", ".manifest.json"))
+    shutil.copy(manifest, corrupted.with_name(corrupted.name.replace(".sql.gz", ".manifest.json")))
+    verified = deployed.autoreduce("db", "restore", "--verify", str(corrupted), "--json")
+    assert verified.returncode == 1, verified.stdout + verified.stderr
+
+
+def test_cleanup_dry_run_agrees_with_the_real_run(deployed: Deployment) -> None:
+    retention = str(deployed.prefix / "bin" / "autoreduce-retention")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOREDUCE_")}
+
+    def report(*args: str) -> dict[str, object]:
+        done = subprocess.run(
+            [retention, "--older-than", "1d", "--json", *args],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        document: dict[str, object] = json.loads(done.stdout)
+        return document
+
+    # The runs reduced above finished minutes ago: make them two days old, then clean a day's.
+    connection = pymysql.connect(host="127.0.0.1", user="root", database=deployed.db_name)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE reduction_runs SET finished_at = finished_at - INTERVAL 2 DAY"
+            " WHERE finished_at IS NOT NULL"
+        )
+    connection.commit()
+    connection.close()
+    planned = report("--dry-run")
+    done = report()
+    keys = ("run_versions", "file_count", "bytes", "log_lines")
+    assert {k: planned[k] for k in keys} == {k: done[k] for k in keys}
+    assert planned["file_count"], planned  # the completed runs' logs were there to remove
+    assert report("--dry-run")["file_count"] == 0
