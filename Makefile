@@ -15,6 +15,9 @@ TEST_WORKERS ?= 3
 help:  ## list the targets (this text; `make` alone prints it)
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_%-]+:[^#]*## / {printf "  make %-17s %s\n", $$1, $$2}' \
 		$(MAKEFILE_LIST)
+	@printf '  make %-17s %s\n' 'deploy-<part>' 'deploy one part to INVENTORY (CHECK=1: dry run)' \
+		'restart-<part>' 'graceful restart of a running part'
+	@echo '    parts: $(SERVICES); restartable: $(RESTARTABLE)'
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

@@ -52,6 +52,10 @@ MANIFEST_SUFFIX = ".manifest.json"
 SQL_SUFFIX = ".sql.gz"
 SQLITE_SUFFIX = ".sqlite.gz"
 MANIFEST_FORMAT = 1
+DEFINER = re.compile(rb"/\*!50017 DEFINER=`[^`]*`@`[^`]*`\*/ ?")
+"""A trigger's ``DEFINER`` clause, dropped from the dump: restoring it as another account (the
+scratch database's, or after a move) would need SUPER; without it the restoring account defines
+the triggers it creates."""
 CHUNK = 1024 * 1024
 INSERT = re.compile(rb"^INSERT INTO `(?P<table>[^`]+)` VALUES")
 CREATE = re.compile(rb"^CREATE TABLE `(?P<table>[^`]+)` ")
@@ -306,6 +310,7 @@ def _dump_mariadb(
             assert process.stdout is not None
             with gzip.open(target, "wb", compresslevel=6) as out:
                 for line in process.stdout:
+                    line = DEFINER.sub(b"", line)
                     out.write(line)
                     counter.feed(line)
             returncode = process.wait()

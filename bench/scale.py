@@ -154,7 +154,7 @@ RUN_COLUMNS = (
     "output_dir", "attempts", "processor", "detected_at", "queued_at", "started_at",
     "finished_at", "cancel_requested_at", "cancel_requested_by", "cancel_reason", "provenance",
     "error_category", "error_fingerprint", "error_signature", "variable_sources",
-    "derived_from_version",
+    "derived_from_version", "memory_mb", "from_step",
 )  # fmt: skip
 OUTPUT_COLUMNS = ("id", "run_id", "kind", "name", "size_bytes")
 INSTRUMENT_COLUMNS = ("name", "is_paused", "created_at")
@@ -232,6 +232,8 @@ def _versions(shape: Shape, end: datetime) -> Iterator[tuple[Any, ...]]:
                     reason[:300],
                     None,
                     0 if version else None,
+                    None,  # memory_mb: the instrument's
+                    "",  # from_step: not a pipeline re-run
                 )
 
 

@@ -91,13 +91,17 @@ class Executors:
             config.cpus if config.executor == "slurm" else 1,
             job.timeout_s,
         )
-        start_attempt(
-            self.database,
-            run_id=run.id,
-            attempt=attempt,
-            processor=self.processor_id,
-            resources=resources,
-        )
+        # A local attempt is recorded only where a retry may change its resources: elsewhere the
+        # run row says all there is, and the hot path keeps one commit to claim and one to record.
+        recorded = config.executor == "slurm" or bool(config.max_memory_mb)
+        if recorded:
+            start_attempt(
+                self.database,
+                run_id=run.id,
+                attempt=attempt,
+                processor=self.processor_id,
+                resources=resources,
+            )
         if config.executor == "slurm":
             job.work_dir.mkdir(parents=True, exist_ok=True)
             outcome = self.slurm.run(
@@ -105,13 +109,14 @@ class Executors:
             )
         else:
             outcome = self.launcher.run(job, stop_reason=stop_reason)
-        finish_attempt(
-            self.database,
-            run_id=run.id,
-            attempt=attempt,
-            outcome="completed" if outcome.ok else (outcome.category or "stopped"),
-            reason=outcome.reason,
-        )
+        if recorded:
+            finish_attempt(
+                self.database,
+                run_id=run.id,
+                attempt=attempt,
+                outcome="completed" if outcome.ok else (outcome.category or "stopped"),
+                reason=outcome.reason,
+            )
         return outcome
 
     def retry(
