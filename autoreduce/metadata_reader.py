@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from autoreduce.nexus import RunMetadata
+from autoreduce.run_metadata import RunMetadata
 
 logger = logging.getLogger("autoreduce.nexus")
 
