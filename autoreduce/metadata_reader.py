@@ -11,7 +11,8 @@ worker is killed and the next read starts a fresh one. The caller's process neve
 data file.
 
 A read costs the read plus one round trip over a pipe (about 1.2 ms for a run file here, as in
-process); starting a worker, which imports h5py, about 150-250 ms: the API starts it at start-up.
+process); starting a worker, which imports h5py, about 150-250 ms: the API starts it on its first
+read, so an idle API holds no HDF5.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from autoreduce.nexus import RunMetadata
+from autoreduce.run_metadata import RunMetadata
 
 logger = logging.getLogger("autoreduce.nexus")
 

@@ -10,7 +10,6 @@ read only if it is one string of at most :data:`MAX_TEXT_BYTES` bytes stored in 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -23,18 +22,11 @@ from autoreduce.nexus_text import (
     read_text_attribute,
     read_text_dataset,
 )
+from autoreduce.run_metadata import RunMetadata
 
 __all__ = ["MAX_TEXT_BYTES", "RunMetadata", "read_run_metadata"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RunMetadata:
-    """What the NXentry says about a run; empty strings where it says nothing readable."""
-
-    experiment_ref: str = ""
-    title: str = ""
 
 
 def _first_entry(nexus: h5py.File, path: Path) -> h5py.Group | None:

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from autoreduce.db import Database
 from autoreduce.db.models import ReductionRun
 from bench.harness import INSTRUMENT, Facility, Services, fresh_database, wait_for
-from bench.memory import MemoryRow, PeakRss, idle_rss_mb
+from bench.memory import MemoryRow, PeakRss, idle_rss_mb, tree_pss_mb
 from bench.report import Table, percentile
 
 CONFIGURATION = "SQLite + SQL queue"
@@ -83,6 +83,7 @@ def measure(runs: int = 100, pace_s: float = 0.05) -> DetectionResult:
         _write_data_files(facility, runs)
         pids = {"api": api.pid, "detect": detect.pid}
         idle = idle_rss_mb(pids)
+        idle_pss = {name: tree_pss_mb(pid) for name, pid in pids.items()}
         database = Database(url)
         try:
             with PeakRss(pids) as peaks:
@@ -109,7 +110,8 @@ def measure(runs: int = 100, pace_s: float = 0.05) -> DetectionResult:
             result.to_queued_ms.append((queued_at - wrote).total_seconds() * 1000)
         load = f"{runs} lastruns.txt writes, one every {pace_s * 1000:g} ms"
         result.memory = [
-            MemoryRow(name, CONFIGURATION, idle[name], peaks.peaks_mb[name], load) for name in pids
+            MemoryRow(name, CONFIGURATION, idle[name], peaks.peaks_mb[name], load, idle_pss[name])
+            for name in pids
         ]
     return result
 

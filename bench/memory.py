@@ -1,8 +1,10 @@
 """Table (d): resident memory (RSS, MiB) of each service, idle and under load, via psutil.
 
-A service's figure is its own RSS plus that of every descendant (a processor's forked
-reduction child). Forked children share most pages with their parent copy-on-write, so the sum
-overstates what the pair really costs; it is the figure an operator's ``ps`` would add up.
+A service's figure is its own RSS plus that of every descendant (a processor's fork server and
+ready child). Forked children share most pages with their parent copy-on-write, so the sum
+overstates what the family really costs; it is the figure an operator's ``ps`` would add up.
+The idle PSS column is the fair one: each shared page divided among the processes mapping it
+(``/proc/<pid>/smaps_rollup``). See docs/memory.md.
 """
 
 from __future__ import annotations
@@ -33,6 +35,36 @@ def tree_rss_mb(pid: int) -> float:
         except psutil.Error:
             continue  # a reduction child that just exited
     return total / MIB
+
+
+def tree_pss_mb(pid: int) -> float:
+    """PSS of ``pid`` and all its descendants, MiB; 0 if it is gone."""
+    try:
+        process = psutil.Process(pid)
+        members = [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for member in members:
+        try:
+            total += member.memory_full_info().pss
+        except psutil.Error:
+            continue
+    return total / MIB
+
+
+def settle(pids: dict[str, int], descendants: int, timeout_s: float = 10.0) -> None:
+    """Wait until each service has at most ``descendants`` (an idle processor lets its ready
+    child go after a receive wait with nothing to do); go on regardless at ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            counts = [len(psutil.Process(pid).children(recursive=True)) for pid in pids.values()]
+        except psutil.Error:
+            return
+        if max(counts, default=0) <= descendants:
+            return
+        time.sleep(SAMPLE_INTERVAL_S)
 
 
 def idle_rss_mb(pids: dict[str, int], duration_s: float = 0.5) -> dict[str, float]:
@@ -80,17 +112,23 @@ class MemoryRow:
     idle_mb: float
     load_mb: float
     load: str  # what "under load" was
+    idle_pss_mb: float | None = None
 
 
 def memory_table(rows: list[MemoryRow]) -> Table:
     table = Table(
         "(d) Resident memory per service (RSS incl. children, MiB)",
-        ["service", "configuration", "idle MiB", "under load MiB", "load"],
+        ["service", "configuration", "idle MiB", "idle PSS MiB", "under load MiB", "load"],
     )
     for row in rows:
-        table.add(row.service, row.configuration, row.idle_mb, row.load_mb, row.load)
+        table.add(
+            row.service, row.configuration, row.idle_mb, row.idle_pss_mb, row.load_mb, row.load
+        )
     table.notes.append(
-        "idle: median over 0.5 s with nothing to do; under load: peak of 50 ms samples. "
-        "A processor's figure adds its forked child's RSS (pages shared copy-on-write)."
+        "idle: median over 0.5 s with nothing to do (a processor: once it let its ready child "
+        "go), before the API's first metadata read; under load: peak of 50 ms samples. "
+        "A figure adds every descendant's RSS (fork server, children: pages shared "
+        "copy-on-write); idle PSS shares those pages fairly. Targets: API < 100, a noop "
+        "processor < 80 (issue 14 §3)."
     )
     return table

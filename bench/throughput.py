@@ -44,7 +44,7 @@ from bench.harness import (
     one_line,
     wait_for,
 )
-from bench.memory import MemoryRow, PeakRss, idle_rss_mb
+from bench.memory import MemoryRow, PeakRss, idle_rss_mb, settle, tree_pss_mb
 from bench.report import Table, percentile
 
 FINAL_STATES = ("Completed", "Error", "Skipped")
@@ -158,6 +158,7 @@ def measure_one(config: BrokerConfig, processors: int, runs: int) -> ThroughputR
             api = facility.start_api()
             database = Database(url)
             api_idle = idle_rss_mb({"api": api.pid})["api"]
+            api_idle_pss = tree_pss_mb(api.pid)
             api_peak = PeakRss({"api": api.pid})
             try:
                 with api_peak:
@@ -183,8 +184,12 @@ def measure_one(config: BrokerConfig, processors: int, runs: int) -> ThroughputR
 
                 with PeakRss(pids) as peaks:
                     wait_for(all_final, timeout_s=60 + runs, interval_s=0.1, what="every run final")
-                idle = idle_rss_mb({w.name: w.pid for w in workers})
+                worker_pids = {w.name: w.pid for w in workers}
+                settle(worker_pids, descendants=1)  # its noop fork server, no ready child
+                idle = idle_rss_mb(worker_pids)
+                idle_pss = {name: tree_pss_mb(pid) for name, pid in worker_pids.items()}
                 idle["api"] = api_idle
+                idle_pss["api"] = api_idle_pss
                 rows = _read_rows(database)
             finally:
                 database.dispose()
@@ -194,7 +199,7 @@ def measure_one(config: BrokerConfig, processors: int, runs: int) -> ThroughputR
             load = f"{runs} noop runs, {processors} processor(s)"
             peaks.peaks_mb["api"] = max(peaks.peaks_mb["api"], api_peak.peaks_mb["api"])
             result.memory = [
-                MemoryRow(name, config.name, idle[name], peaks.peaks_mb[name], load)
+                MemoryRow(name, config.name, idle[name], peaks.peaks_mb[name], load, idle_pss[name])
                 for name in pids
             ]
     finally:

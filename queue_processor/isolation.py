@@ -330,14 +330,20 @@ class ReductionLauncher:
             if done:
                 self._unreaped.remove(pid)
 
-    def close(self) -> None:
-        """Stop the ready children and fork servers; reap every child this launcher started."""
+    def release_ready(self) -> None:
+        """Let the ready children go (the processor is idle: it keeps none waiting, see
+        docs/memory.md); the next run forks its own, as the first run does."""
         for ready in self._ready.values():
             os.close(ready.job_fd)  # no job: the child exits
             os.close(ready.result_fd)
             if ready.server is None:
                 self._unreaped.append(ready.pid)
         self._ready.clear()
+        self._reap()
+
+    def close(self) -> None:
+        """Stop the ready children and fork servers; reap every child this launcher started."""
+        self.release_ready()
         for pid in self._unreaped:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)

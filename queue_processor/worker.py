@@ -155,7 +155,8 @@ class QueueProcessor:
                 if self.heartbeat.draining:
                     self._idle_while_drained()
                     continue
-                self.process_next(RECEIVE_WAIT_S)
+                if not self.process_next(RECEIVE_WAIT_S):
+                    self.launcher.release_ready()  # idle: no ready child kept (docs/memory.md)
         finally:
             self.launcher.close()
             self.heartbeat.stop()

@@ -54,13 +54,6 @@ logger = logging.getLogger("autoreduce.api")
 RELAY_JOIN_TIMEOUT_S = 10.0
 
 
-def _start_metadata_reader(state: ApiState) -> None:
-    try:
-        state.metadata_reader.start()
-    except Exception as error:  # reads then start it themselves, or record empty metadata
-        logger.error("cannot start the metadata reader: %s", one_line(str(error), 300))
-
-
 def _plugin_gate(settings: Settings, injected: Plugins | None) -> PluginGate:
     """The gate of the plugins this API serves; an empty one if they cannot be loaded (their
     runs are then recorded in Error by resolution, never held)."""
@@ -77,9 +70,8 @@ def _start(state: ApiState, relay: bool) -> None:
         state.database.upgrade()
     except Exception as error:  # unreachable database: serve anyway, /health says why
         logger.error("cannot upgrade the database schema: %s", one_line(str(error), 300))
-    # the metadata reader's worker imports h5py (a few hundred ms): started beside the start-up,
-    # so the first run is not kept waiting and the API's start is not delayed either
-    threading.Thread(target=_start_metadata_reader, args=(state,), daemon=True).start()
+    # the metadata reader's worker (h5py, ~45 MiB) starts on the first run's read, not here:
+    # an idle API holds no HDF5 (docs/memory.md); that first read waits a few hundred ms more
     if relay:
         state.stop_relay = threading.Event()
         state.relay_thread = state.relay.start(state.stop_relay)

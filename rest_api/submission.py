@@ -27,8 +27,8 @@ from autoreduce.db.models import Instrument, OutboxMessage, ReductionRun, RunSta
 from autoreduce.failures import ErrorCategory, classify
 from autoreduce.logs import run_fields
 from autoreduce.messages import PENDING_QUEUE, RunMessage
-from autoreduce.nexus import RunMetadata
 from autoreduce.run_events import final_action, log_run_event, nanoseconds_between
+from autoreduce.run_metadata import RunMetadata
 from autoreduce.state_machine import held_message, one_line
 from autoreduce.variables import VariableError
 from rest_api.dependencies import ApiState

@@ -10,10 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
@@ -30,6 +27,9 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+_REVISION_LINE = re.compile(
+    r"""^(down_revision|revision)\s*(?::[^=]*)?=\s*["']([^"']+)["']\s*$""", re.M
+)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_REGEX_MAX_CHARS = 200
 """The longest pattern SQLite's ``REGEXP`` accepts (longer patterns match nothing)."""
@@ -138,11 +138,44 @@ def _quiet_alembic() -> Iterator[None]:
         alembic_logger.setLevel(previous)
 
 
+@lru_cache(maxsize=1)
+def _head_revision() -> str | None:
+    """The one head of the migrations, read from their ``revision``/``down_revision`` lines;
+    None when that is not plain (no file, several heads): the caller then asks Alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (MIGRATIONS / "versions").glob("*.py"):
+        for name, value in _REVISION_LINE.findall(script.read_text()):
+            (revisions if name == "revision" else parents).add(value)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _stored_revision(engine: Engine) -> str | None:
+    """The revision the database says it is at; None without an ``alembic_version`` table or
+    when it holds other than one row."""
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    return str(rows[0][0]) if len(rows) == 1 else None
+
+
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
     """Bring the schema to ``revision`` with the Alembic migrations.
 
     Returns the revisions before and after; before is None when the database had no schema.
+    A database already at the head is left alone without importing Alembic (about 25 MiB a
+    service would otherwise hold for its lifetime: see docs/memory.md).
     """
+    if revision == "head":
+        head = _head_revision()
+        if head is not None and _stored_revision(engine) == head:
+            return head, head
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with _quiet_alembic(), engine.begin() as connection:

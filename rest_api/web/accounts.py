@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from autoreduce.accounts import verify_password
-from autoreduce.ldap_directory import DirectoryUnavailable, LdapDirectory
 from rest_api.dependencies import ApiState
 
 
@@ -49,6 +48,9 @@ def ldap_account(state: ApiState, username: str, password: str) -> SignedIn | No
     whose groups give them a role; None when LDAP is not configured."""
     if not state.settings.ldap.enabled:
         return None
+    # ldap3 is imported only when a directory is configured and asked: the API idles without it.
+    from autoreduce.ldap_directory import DirectoryUnavailable, LdapDirectory
+
     try:
         user = LdapDirectory(state.settings.ldap).authenticate(username, password)
     except DirectoryUnavailable as error:

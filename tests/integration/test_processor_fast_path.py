@@ -113,3 +113,40 @@ def test_a_fork_server_that_is_ready_before_the_first_run_forks_it(tmp_path: Pat
 
     assert outcome.ok, outcome.reason
     assert "noop.txt" in outcome.files
+
+
+def test_an_idle_processor_lets_its_ready_child_go_and_the_next_run_forks_its_own(
+    tmp_path: Path,
+) -> None:
+    """Idle, the processor keeps no ready child (its memory, docs/memory.md); runs still work."""
+    import psutil
+
+    launcher = ReductionLauncher(installed_plugins(), fork_servers=True)
+    data = tmp_path / "GEM00000001.nxs"
+    data.write_bytes(b"noop does not read it")
+
+    def job(n: int) -> ReductionJob:
+        return ReductionJob(
+            plugin="noop",
+            run=RunInfo("GEM", n, 0, "", data, ""),
+            variables={"sleep_s": 0.0},
+            work_dir=tmp_path / f"work{n}",
+            timeout_s=30,
+            memory_mb=256,
+        )
+
+    try:
+        launcher.start("noop")
+        assert launcher.run(job(1)).ok
+        ready = launcher._ready["noop"].pid  # the next run's child, forked after this one
+        assert psutil.pid_exists(ready)
+        launcher.release_ready()
+        assert launcher._ready == {}
+        server = psutil.Process(launcher._servers["noop"].pid)
+        wait_for(lambda: ready not in {c.pid for c in server.children()}, timeout_s=30)
+        second = launcher.run(job(2))
+    finally:
+        launcher.close()
+
+    assert second.ok, second.reason
+    assert "noop.txt" in second.files
