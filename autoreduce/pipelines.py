@@ -21,16 +21,19 @@ This module is data only: :mod:`queue_processor.pipeline_runner` runs the steps.
 
 from __future__ import annotations
 
+import functools
 import graphlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from autoreduce.plugin import Variable, VariableType
+
+if TYPE_CHECKING:  # PyYAML is imported when a pipeline file is read, not by an idle processor
+    import yaml
 
 STEP_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,47}$")
 PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -52,35 +55,40 @@ class _LinedList(list[Any]):
     line: int = 0
 
 
-class _LineLoader(yaml.SafeLoader):
-    """PyYAML's safe loader keeping lines, refusing duplicate keys."""
+@functools.cache
+def _line_loader() -> type[yaml.SafeLoader]:
+    """PyYAML's safe loader keeping lines, refusing duplicate keys (PyYAML imported here)."""
+    import yaml
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
-        mapping = _Lined()
-        mapping.line = node.start_mark.line + 1
-        mapping.key_lines = {}
-        for key_node, value_node in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, str):
-                raise yaml.MarkedYAMLError(
-                    problem=f"key {key!r} is not a string", problem_mark=key_node.start_mark
-                )
-            if key in mapping:
-                raise yaml.MarkedYAMLError(
-                    problem=f"key {key!r} appears twice", problem_mark=key_node.start_mark
-                )
-            mapping[key] = self.construct_object(value_node, deep=True)
-            mapping.key_lines[key] = key_node.start_mark.line + 1
-        return mapping
+    class _LineLoader(yaml.SafeLoader):
+        """PyYAML's safe loader keeping lines, refusing duplicate keys."""
 
-    def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> Any:
-        items = _LinedList(self.construct_object(child, deep=True) for child in node.value)
-        items.line = node.start_mark.line + 1
-        return items
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
+            mapping = _Lined()
+            mapping.line = node.start_mark.line + 1
+            mapping.key_lines = {}
+            for key_node, value_node in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, str):
+                    raise yaml.MarkedYAMLError(
+                        problem=f"key {key!r} is not a string", problem_mark=key_node.start_mark
+                    )
+                if key in mapping:
+                    raise yaml.MarkedYAMLError(
+                        problem=f"key {key!r} appears twice", problem_mark=key_node.start_mark
+                    )
+                mapping[key] = self.construct_object(value_node, deep=True)
+                mapping.key_lines[key] = key_node.start_mark.line + 1
+            return mapping
 
+        def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> Any:
+            items = _LinedList(self.construct_object(child, deep=True) for child in node.value)
+            items.line = node.start_mark.line + 1
+            return items
 
-_LineLoader.add_constructor("tag:yaml.org,2002:map", _LineLoader.construct_mapping)
-_LineLoader.add_constructor("tag:yaml.org,2002:seq", _LineLoader.construct_sequence)
+    _LineLoader.add_constructor("tag:yaml.org,2002:map", _LineLoader.construct_mapping)
+    _LineLoader.add_constructor("tag:yaml.org,2002:seq", _LineLoader.construct_sequence)
+    return _LineLoader
 
 
 class StepOption(BaseModel):
@@ -203,8 +211,10 @@ def parse_pipeline(path: Path, text: str, installed: list[str] | None = None) ->
     Raises:
         PipelineError: the first problem, as ``<file>:<line>: <what is wrong>``.
     """
+    import yaml
+
     try:
-        document = yaml.load(text, Loader=_LineLoader)
+        document = yaml.load(text, Loader=_line_loader())
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         line = mark.line + 1 if mark is not None else 1

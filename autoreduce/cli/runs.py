@@ -22,6 +22,7 @@ from autoreduce.cli.client import (
     parse_assignments,
     wants_json,
 )
+from autoreduce.cli.queue_ops import requeue
 
 RUNS = "/api/v1/runs"
 STATUSES = ("Queued", "Processing", "Completed", "Error", "Skipped", "Cancelled")
@@ -156,7 +157,10 @@ def runs_log(instrument: str, run_number: int, run_version: int | None, follow: 
                 click.echo(event.text)
 
 
-COMMANDS: list[click.Command] = [runs_list, runs_show, runs_rerun, runs_cancel, runs_log]
+COMMANDS: list[click.Command] = [
+    *(runs_list, runs_show, runs_rerun, runs_cancel, runs_log),
+    requeue,  # `runs requeue --stuck`: on the database, not the API
+]
 """The commands of ``autoreduce runs``; add one here to put it in the group."""
 
 for command in COMMANDS:

@@ -6,10 +6,13 @@ with one line that says what to do (exit 2 for configuration, 1 otherwise), neve
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -53,8 +56,52 @@ class DatabaseUnreachable(click.ClickException):
         super().__init__(f"cannot reach the database{where}: {reason}")
 
 
+@dataclass(frozen=True)
+class LazyCommand:
+    """A subcommand whose module is imported only when the subcommand is named.
+
+    ``target`` is ``"module:attribute"`` within :mod:`autoreduce.cli`; ``help`` is the first
+    paragraph of the command's own help, shown by ``autoreduce --help`` without importing it.
+    """
+
+    name: str
+    target: str
+    help: str
+
+    def load(self) -> click.Command:
+        module, attribute = self.target.split(":")
+        command = getattr(importlib.import_module(f"autoreduce.cli.{module}"), attribute)
+        assert isinstance(command, click.Command), self.target
+        return command
+
+
 class AutoreduceGroup(click.Group):
-    """The top-level group: turns expected failures into one line each."""
+    """The top-level group: loads a subcommand when named; one line for expected failures."""
+
+    def __init__(self, *args: Any, lazy: Sequence[LazyCommand] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = {command.name: command for command in lazy}
+        self._listing = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        lazy = self.lazy.get(cmd_name)
+        if lazy is None or cmd_name in self.commands:
+            return super().get_command(ctx, cmd_name)
+        if self._listing:  # `autoreduce --help`: the table's help, no import
+            return click.Command(cmd_name, help=lazy.help)
+        command = lazy.load()
+        self.add_command(command, cmd_name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self._listing = False
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

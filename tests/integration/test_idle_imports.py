@@ -1,5 +1,7 @@
 """An idle API and an idle processor (noop only) hold none of the heavy libraries.
 
+The processor holds none of the client commands' libraries either (requests, rich, yaml).
+
 Each service is started for real (``python -m autoreduce api`` / ``process``) on a database
 already at the schema's head, with a ``sitecustomize`` on ``PYTHONPATH`` that writes the
 interpreter's ``sys.modules`` to a file on SIGUSR1. h5py, scipp and matplotlib load shared
@@ -26,6 +28,8 @@ from tests.polling import wait_for
 
 HEAVY = ("h5py", "numpy", "scipp", "matplotlib", "ldap3", "alembic")
 """Not imported by an idle service: file readers, drawing, LDAP, migrations (none due)."""
+CLIENT_LIBRARIES = ("requests", "rich", "yaml")
+"""Not imported by an idle processor: the client commands' HTTP, tables and pipeline files."""
 SHARED_LIBRARIES = ("h5py", "scipp", "matplotlib")
 """Of those, the ones whose extension modules show in a process's memory map."""
 
@@ -138,7 +142,7 @@ def test_an_idle_api_imports_no_file_reader_ldap_drawing_or_alembic(
     assert _mapped(api.pid) == set()
 
 
-def test_an_idle_noop_processor_imports_no_file_reader_drawing_or_alembic(
+def test_an_idle_noop_processor_imports_no_file_reader_drawing_alembic_or_client_library(
     start: object, service_env: dict[str, str], tmp_path: Path
 ) -> None:
     processor = start("process")  # type: ignore[operator]
@@ -151,6 +155,7 @@ def test_an_idle_noop_processor_imports_no_file_reader_drawing_or_alembic(
     modules = _modules(processor, Path(service_env["AUTOREDUCE_TEST_MODULES_DIR"]))
     assert "queue_processor" in modules
     assert sorted(modules & set(HEAVY)) == []
+    assert sorted(modules & set(CLIENT_LIBRARIES)) == []  # the CLI loads `process` alone
     assert _mapped(processor.pid) == set()
 
 
