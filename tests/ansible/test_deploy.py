@@ -1,7 +1,9 @@
 """The real playbooks (`make deploy-all`, `make restart-queue-processor`) run against this machine
 into a temporary prefix: its own paths, ports, MariaDB database and account, ActiveMQ instance
-and supervisord, so the suite's own services are never touched. One deployment is shared by the
-module's tests, in order; deploy and re-deploy times are printed (`pytest -s`)."""
+and supervisord, so the suite's own services are never touched. Elasticsearch and Kibana are
+local servers speaking their wire protocol (tests/fake_elasticsearch.py), started by the module:
+their URLs are in the vault, so the monitoring and log_shipper roles run too. One deployment is
+shared by the module's tests, in order; deploy and re-deploy times are printed (`pytest -s`)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import pytest
 import yaml
 
 from tests.facility import Facility, free_port
+from tests.fake_elasticsearch import FakeElasticsearch
 from tests.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,6 +45,9 @@ class Deployment:
     prefix: Path
     facility: Facility
     db_name: str
+    elasticsearch: FakeElasticsearch
+    kibana: FakeElasticsearch
+    es_password: str
 
     @property
     def settings_file(self) -> Path:
@@ -57,6 +63,7 @@ class Deployment:
             cwd=REPO, env=env, capture_output=True, text=True, timeout=1200,
         )  # fmt: skip
         assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+        assert self.es_password not in done.stdout + done.stderr  # no_log keeps the vault's URL
         return done.stdout
 
     def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -138,6 +145,9 @@ def deployment() -> Iterator[Deployment]:
     inventory = _write_inventory(root, settings)
     (prefix / "cron.d").mkdir(parents=True)
     # The secrets, in a real Ansible Vault file encrypted with a password file.
+    elasticsearch, kibana = FakeElasticsearch(), FakeElasticsearch()
+    es_password = secrets.token_urlsafe(18)
+    es_url = f"http://shipper:{es_password}@127.0.0.1:{elasticsearch.port}"
     password_file = root / "vault-password"
     password_file.write_text(secrets.token_urlsafe(24) + "\n")
     vault = inventory / "group_vars" / "all" / "vault.yml"
@@ -146,6 +156,8 @@ def deployment() -> Iterator[Deployment]:
             {
                 "vault_autoreduce_db_password": secrets.token_urlsafe(18),
                 "vault_autoreduce_broker_password": secrets.token_urlsafe(18),
+                "vault_autoreduce_elasticsearch_url": es_url,
+                "vault_autoreduce_kibana_url": kibana.url,
             }
         )
     )
@@ -155,7 +167,10 @@ def deployment() -> Iterator[Deployment]:
         check=True, capture_output=True, env={**os.environ, "ANSIBLE_HOME": str(root / ".ansible")},
     )  # fmt: skip
     assert vault.read_text().startswith("$ANSIBLE_VAULT")
-    deployment = Deployment(root, inventory, password_file, prefix, facility, db_name)
+    deployment = Deployment(
+        root, inventory, password_file, prefix, facility, db_name, elasticsearch, kibana,
+        es_password,
+    )  # fmt: skip
     try:
         yield deployment
     finally:
@@ -166,6 +181,8 @@ def deployment() -> Iterator[Deployment]:
             cursor.execute(f"DROP DATABASE IF EXISTS `{db_name}`")
             cursor.execute(f"DROP USER IF EXISTS '{db_name}'@'%'")
         connection.close()
+        elasticsearch.close()
+        kibana.close()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -183,6 +200,7 @@ PROGRAMS = {
     "autoreduce-detect",
     "autoreduce-process-1",
     "autoreduce-process-2",
+    "autoreduce-ship-logs",
 }
 
 
@@ -205,6 +223,39 @@ def test_a_run_written_to_lastruns_is_completed_through_the_deployed_services(
     assert run["status"] == "Completed", run
     env = (deployed.prefix / "etc" / "autoreduce.env").read_text()
     assert "mysql+pymysql://" in env and "stomp://" in env  # MariaDB and ActiveMQ, not SQLite
+
+
+def test_the_monitoring_role_loaded_the_template_policy_and_kibana_objects(
+    deployed: Deployment,
+) -> None:
+    from autoreduce import observability
+
+    policy = deployed.elasticsearch.policies["autoreduce-logs"]["policy"]
+    assert policy["phases"]["warm"]["min_age"] == "7d"  # the role's defaults: 7 hot days
+    assert policy["phases"]["delete"]["min_age"] == "90d"  # and 90 before deletion
+    template = deployed.elasticsearch.templates["autoreduce-logs"]
+    assert template["index_patterns"] == ["autoreduce-logs*"]
+    assert len(deployed.kibana.saved_objects) == len(observability.saved_objects())
+    assert deployed.kibana.saved_objects  # Kibana received the dashboard and its searches
+
+
+def test_the_shipper_sends_the_completed_runs_log_records(deployed: Deployment) -> None:
+    shipper = deployed.prefix / "etc" / "shipper.env"
+    assert shipper.stat().st_mode & 0o777 == 0o600
+    assert deployed.es_password not in (deployed.prefix / "etc" / "autoreduce.toml").read_text()
+
+    def run_records() -> list[dict[str, object]]:
+        with deployed.elasticsearch.lock:
+            docs = list(deployed.elasticsearch.docs.values())
+        return [
+            doc for doc in docs
+            if (doc.get("autoreduce") or {}).get("instrument") == "MARI"
+            and doc["autoreduce"].get("run_number") == 1
+        ]  # fmt: skip
+
+    records = wait_for(run_records, timeout_s=120)
+    assert all("message" in record and "@timestamp" in record for record in records)
+    assert deployed.es_password not in json.dumps(list(deployed.elasticsearch.docs.values()))
 
 
 def test_a_second_deploy_all_changes_nothing(deployed: Deployment) -> None:
