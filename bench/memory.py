@@ -115,14 +115,26 @@ class MemoryRow:
     idle_pss_mb: float | None = None
 
 
+MEMORY_TARGETS = {"api": "< 100 MiB", "process": "< 80 MiB (noop)"}
+"""Issue 14 §3's idle targets, by service kind (``process-1`` → ``process``)."""
+
+
 def memory_table(rows: list[MemoryRow]) -> Table:
     table = Table(
         "(d) Resident memory per service (RSS incl. children, MiB)",
-        ["service", "configuration", "idle MiB", "idle PSS MiB", "under load MiB", "load"],
-    )
+        ["service", "configuration", "idle MiB", "idle PSS MiB", "idle target", "under load MiB",
+         "load"],
+    )  # fmt: skip
     for row in rows:
+        target = MEMORY_TARGETS.get(row.service.split("-")[0], "")
         table.add(
-            row.service, row.configuration, row.idle_mb, row.idle_pss_mb, row.load_mb, row.load
+            row.service,
+            row.configuration,
+            row.idle_mb,
+            row.idle_pss_mb,
+            target,
+            row.load_mb,
+            row.load,
         )
     table.notes.append(
         "idle: median over 0.5 s with nothing to do (a processor: once it let its ready child "
