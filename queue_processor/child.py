@@ -18,6 +18,7 @@ import os
 import pickle
 import resource
 import signal
+import struct
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -210,11 +211,33 @@ def reduce_job(job: ReductionJob, plugins: Plugins) -> dict[str, object]:
     return {**_reduce_verdict(job, plugins, context), "data_file": data_file}
 
 
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 1 << 16):
+JOB_HEADER = struct.Struct("!Q")
+"""A job's length before its pickle: a child reads exactly its job, not until an end of file that
+a sibling forked meanwhile (holding a copy of the job pipe's write end) would withhold."""
+
+
+def frame_job(job: bytes) -> bytes:
+    return JOB_HEADER.pack(len(job)) + job
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    """``size`` bytes from ``fd``; fewer only if its writer closed it first."""
+    chunks: list[bytes] = []
+    left = size
+    while left and (chunk := os.read(fd, min(left, 1 << 16))):
         chunks.append(chunk)
+        left -= len(chunk)
     return b"".join(chunks)
+
+
+def _read_job(fd: int) -> bytes:
+    """The framed job, or b"" when the processor closed the pipe without one (no job)."""
+    header = _read_exactly(fd, JOB_HEADER.size)
+    if len(header) < JOB_HEADER.size:
+        return b""
+    (size,) = JOB_HEADER.unpack(header)
+    job = _read_exactly(fd, size)
+    return job if len(job) == size else b""
 
 
 def ready_child(plugins: Plugins, job_fd: int, result_fd: int) -> NoReturn:
@@ -225,7 +248,7 @@ def ready_child(plugins: Plugins, job_fd: int, result_fd: int) -> NoReturn:
         _die_with_parent()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
-        job_bytes = _read_all(job_fd)
+        job_bytes = _read_job(job_fd)
         os.close(job_fd)
         if job_bytes:  # no bytes: the processor closed the pipe, there is no job
             payload = reduce_job(pickle.loads(job_bytes), plugins)

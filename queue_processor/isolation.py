@@ -24,6 +24,7 @@ import os
 import pickle
 import select
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ import psutil
 from autoreduce.failures import ErrorCategory
 from autoreduce.plugin import RunInfo
 from autoreduce.plugin_manager import Plugins
-from queue_processor.child import LOG_NAME, ready_child
+from queue_processor.child import LOG_NAME, frame_job, ready_child
 from queue_processor.fork_server import ForkServer
 
 __all__ = ["LOG_NAME", "Outcome", "ReductionJob", "ReductionLauncher", "run_isolated"]
@@ -92,6 +93,12 @@ class _ReadyChild:
     job_fd: int  # the processor writes the pickled job here, then closes it
     result_fd: int  # the child writes its JSON verdict here, then closes it
     server: ForkServer | None = None  # its parent, when not this process
+
+
+FORK_LOCK = threading.Lock()
+"""Held from making a child's pipes until this process has closed its copies of the child's ends.
+Pipeline steps run on threads, each forking children: a child forked by another thread in between
+would inherit the child's result end and withhold its end of file (its verdict) until it exits."""
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -191,24 +198,26 @@ class ReductionLauncher:
         self._reap()
         if plugin in self._ready:
             return
-        job_read, job_write = os.pipe()
-        result_read, result_write = os.pipe()
-        if self._served(plugin):
-            server = self._servers[plugin]
-            try:
-                pid = server.fork(job_read, result_write)
-            finally:
-                os.close(job_read)
-                os.close(result_write)
-            self._ready[plugin] = _ReadyChild(pid, job_write, result_read, server)
-            return
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            os.close(job_write)
-            os.close(result_read)
-            ready_child(self.plugins, job_read, result_write)
-        os.close(job_read)
-        os.close(result_write)
+        served = self._served(plugin)
+        with FORK_LOCK:
+            job_read, job_write = os.pipe()
+            result_read, result_write = os.pipe()
+            if served:
+                server = self._servers[plugin]
+                try:
+                    pid = server.fork(job_read, result_write)
+                finally:
+                    os.close(job_read)
+                    os.close(result_write)
+                self._ready[plugin] = _ReadyChild(pid, job_write, result_read, server)
+                return
+            pid = os.fork()
+            if pid == 0:  # the child: never returns
+                os.close(job_write)
+                os.close(result_read)
+                ready_child(self.plugins, job_read, result_write)
+            os.close(job_read)
+            os.close(result_write)
         self._ready[plugin] = _ReadyChild(pid, job_write, result_read)
 
     def run(self, job: ReductionJob, stop_reason: Callable[[], str] = lambda: "") -> Outcome:
@@ -224,7 +233,7 @@ class ReductionLauncher:
         self.running_pid = child.pid
         started = time.monotonic()
         with contextlib.suppress(BrokenPipeError):  # a dead ready child: its exit says why
-            _write_all(child.job_fd, pickle.dumps(job))
+            _write_all(child.job_fd, frame_job(pickle.dumps(job)))
         os.close(child.job_fd)
         payload, stopped, peak_rss_mb = self._await_verdict(child, job, started, stop_reason)
         exitcode: int | None = None

@@ -150,3 +150,32 @@ def test_an_idle_processor_lets_its_ready_child_go_and_the_next_run_forks_its_ow
 
     assert second.ok, second.reason
     assert "noop.txt" in second.files
+
+
+def test_a_child_forked_by_another_launcher_does_not_hold_up_this_ones_job(
+    tmp_path: Path,
+) -> None:
+    """Pipeline steps run on threads, each with a launcher forking from this process: a child
+    forked later inherits the earlier child's pipe ends. The earlier child must still read its
+    whole job and report, not wait for an end of file that the later child's copy withholds."""
+    data = tmp_path / "GEM00000001.nxs"
+    data.write_bytes(b"noop does not read it")
+    first, second = ReductionLauncher(installed_plugins()), ReductionLauncher(installed_plugins())
+    try:
+        first.prepare("noop")
+        second.prepare("noop")  # its child holds copies of the first child's job and result pipes
+        outcome = first.run(
+            ReductionJob(
+                plugin="noop",
+                run=RunInfo("GEM", 1, 0, "", data, ""),
+                variables={"sleep_s": 0.0},
+                work_dir=tmp_path / "work",
+                timeout_s=10,
+                memory_mb=256,
+            )
+        )
+    finally:
+        first.close()
+        second.close()
+
+    assert outcome.ok, outcome.reason
