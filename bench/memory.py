@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
@@ -21,8 +22,8 @@ from bench.report import MIB, Table
 SAMPLE_INTERVAL_S = 0.05
 
 
-def tree_rss_mb(pid: int) -> float:
-    """RSS of ``pid`` and all its descendants, MiB; 0 if it is gone."""
+def _tree_mb(pid: int, measure: Callable[[psutil.Process], int]) -> float:
+    """``measure`` summed over ``pid`` and all its descendants, MiB; 0 if it is gone."""
     try:
         process = psutil.Process(pid)
         members = [process, *process.children(recursive=True)]
@@ -31,26 +32,20 @@ def tree_rss_mb(pid: int) -> float:
     total = 0
     for member in members:
         try:
-            total += member.memory_info().rss
+            total += measure(member)
         except psutil.Error:
             continue  # a reduction child that just exited
     return total / MIB
 
 
+def tree_rss_mb(pid: int) -> float:
+    """RSS of ``pid`` and all its descendants, MiB; 0 if it is gone."""
+    return _tree_mb(pid, lambda member: member.memory_info().rss)
+
+
 def tree_pss_mb(pid: int) -> float:
-    """PSS of ``pid`` and all its descendants, MiB; 0 if it is gone."""
-    try:
-        process = psutil.Process(pid)
-        members = [process, *process.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    total = 0
-    for member in members:
-        try:
-            total += member.memory_full_info().pss
-        except psutil.Error:
-            continue
-    return total / MIB
+    """PSS of ``pid`` and all its descendants (shared pages counted fairly), MiB; 0 if gone."""
+    return _tree_mb(pid, lambda member: member.memory_full_info().pss)
 
 
 def settle(pids: dict[str, int], descendants: int, timeout_s: float = 10.0) -> None:
