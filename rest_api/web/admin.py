@@ -174,21 +174,14 @@ def create_api_token(
     instruments: Annotated[list[str], Form(max_length=1000)] = [],  # noqa: B006
 ) -> Response:
     """Create a token; the answer is the only page that ever shows its secret."""
-    try:
-        _check_configured(state, instruments)
-        secret = create_token(state.database, name, role, instruments, actor=caller.actor)
-    except ValueError as error:
-        flash(request, f"No token was created: {error}", "error")
-        return RedirectResponse("/admin#tokens", status_code=303)
-    return render(
+    return _created(
         request,
-        "admin/token_created.html",
-        title=f"Token {name.strip()} created — autoreduce",
-        nav="admin",
-        name=name.strip(),
+        state,
+        "token",
+        lambda: create_token(state.database, name, role, instruments, actor=caller.actor),
+        name=name,
         role=role,
         instruments=instruments,
-        secret=secret,
     )
 
 
@@ -213,6 +206,37 @@ def _check_configured(state: ApiState, instruments: list[str]) -> None:
         raise ValueError(f"instrument {unknown[0]!r} is not configured")
 
 
+def _created(
+    request: Request,
+    state: ApiState,
+    kind: str,
+    create: Callable[[], object],
+    *,
+    name: str,
+    role: str,
+    instruments: list[str],
+) -> Response:
+    """Create a credential of ``kind`` (token or client) and show it once, or say why not.
+
+    The page ``admin/<kind>_created.html`` gets what ``create`` returned as ``created``."""
+    try:
+        _check_configured(state, instruments)
+        created = create()
+    except ValueError as error:
+        flash(request, f"No {kind} was created: {error}", "error")
+        return RedirectResponse(f"/admin#{kind}s", status_code=303)
+    return render(
+        request,
+        f"admin/{kind}_created.html",
+        title=f"{kind.capitalize()} {name.strip()} created — autoreduce",
+        nav="admin",
+        name=name.strip(),
+        role=role,
+        instruments=instruments,
+        created=created,
+    )
+
+
 @router.post("/admin/clients", response_class=HTMLResponse, dependencies=[Depends(verify_csrf)])
 def create_oauth_client(
     request: Request,
@@ -223,21 +247,14 @@ def create_oauth_client(
     instruments: Annotated[list[str], Form(max_length=1000)] = [],  # noqa: B006
 ) -> Response:
     """Create an OAuth2 client; the answer is the only page that ever shows its secret."""
-    try:
-        _check_configured(state, instruments)
-        client = create_client(state.database, name, role, instruments, actor=caller.actor)
-    except ValueError as error:
-        flash(request, f"No client was created: {error}", "error")
-        return RedirectResponse("/admin#clients", status_code=303)
-    return render(
+    return _created(
         request,
-        "admin/client_created.html",
-        title=f"Client {name.strip()} created — autoreduce",
-        nav="admin",
-        name=name.strip(),
+        state,
+        "client",
+        lambda: create_client(state.database, name, role, instruments, actor=caller.actor),
+        name=name,
         role=role,
         instruments=instruments,
-        client=client,
     )
 
 
