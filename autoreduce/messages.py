@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+if TYPE_CHECKING:
+    from autoreduce.db.models import ReductionRun
 
 PENDING_QUEUE = "autoreduce.reduction.pending"
 DEAD_LETTER_QUEUE = "autoreduce.reduction.dlq"
@@ -32,6 +35,24 @@ class RunMessage(BaseModel):
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True)
+
+
+def run_message(run: ReductionRun) -> RunMessage:
+    """The message that queues ``run`` (recorded, so its id is known), built from its row."""
+    reason = run.reason if run.reason in get_args(RunReason) else "replay"
+    return RunMessage(
+        schema=1,
+        run_id=run.id,
+        instrument=run.instrument,
+        run_number=run.run_number,
+        run_version=run.run_version,
+        experiment_ref=run.experiment_ref,
+        data_path=run.data_path,
+        variables=run.variables or {},
+        reason=reason,  # type: ignore[arg-type]
+        submitted_at=run.queued_at,
+        submitted_by=run.submitted_by,
+    )
 
 
 class InvalidMessage(ValueError):

@@ -19,7 +19,8 @@ import threading
 from sqlalchemy import select, update
 
 from autoreduce.db import Database
-from autoreduce.db.models import Instrument, OutboxMessage, utcnow
+from autoreduce.db.models import Instrument, OutboxMessage, ReductionRun, utcnow
+from autoreduce.messages import PENDING_QUEUE, run_message
 from autoreduce.plugin_approvals import PluginGate, approved_held_rows, mark_held_runs
 from autoreduce.state_machine import one_line
 from autoreduce.transport import Transport
@@ -28,6 +29,12 @@ logger = logging.getLogger("autoreduce.outbox")
 
 FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 5.0
+
+
+def outbox_message(run: ReductionRun) -> OutboxMessage:
+    """The outbox row that queues ``run`` (recorded, so its id is known) for reduction."""
+    message = run_message(run)
+    return OutboxMessage(instrument=run.instrument, queue=PENDING_QUEUE, body=message.to_json())
 
 
 class OutboxRelay:

@@ -37,7 +37,7 @@ from sqlalchemy import select, update
 from autoreduce.audit import Actor, record_event
 from autoreduce.db import Database
 from autoreduce.db.models import Instrument, OutboxMessage, ReductionRun, RunStatus, utcnow
-from autoreduce.messages import PENDING_QUEUE, RunMessage
+from autoreduce.messages import PENDING_QUEUE, run_message
 from autoreduce.state_machine import HELD_PREFIX
 from autoreduce.transport import Transport
 
@@ -166,19 +166,7 @@ def _still_queued(database: Database, run_ids: Iterable[int]) -> set[int]:
 
 def _message_of(run: ReductionRun) -> str:
     """A run message built from the run's row, for a run that has no outbox row."""
-    return RunMessage(
-        schema=1,
-        run_id=run.id,
-        instrument=run.instrument,
-        run_number=run.run_number,
-        run_version=run.run_version,
-        experiment_ref=run.experiment_ref,
-        data_path=run.data_path,
-        variables=run.variables or {},
-        reason=run.reason if run.reason in ("detected", "rerun", "replay") else "replay",  # type: ignore[arg-type]
-        submitted_at=run.queued_at,
-        submitted_by=run.submitted_by,
-    ).to_json()
+    return run_message(run).to_json()
 
 
 class _Sweep:

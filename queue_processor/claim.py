@@ -3,8 +3,9 @@
 A message is taken (Queued → Processing, attempts + 1), taken over (Processing → Processing when
 its previous processor died and the broker redelivered it), given up (Error after
 ``max_attempts``), or dropped (the run already reached a final state: the redelivery of a run
-that was finished is acked and forgotten; or cancelling it was asked for while an earlier
-processor held it: it becomes Cancelled, never reduced again).
+that was finished is acked and forgotten; its Slurm job was handed to a processor's follower,
+which records its end; or cancelling it was asked for while an earlier processor held it: it
+becomes Cancelled, never reduced again).
 
 It is one transaction with one commit, in Core statements (no ORM unit of work): the
 processor's drain request and the plugin's approval are read in it too, so a drained processor
@@ -21,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 
 from autoreduce.db import Database
-from autoreduce.db.models import ProcessorHeartbeat, ReductionRun, RunStatus, utcnow
+from autoreduce.db.models import ProcessorHeartbeat, ReductionRun, RunAttempt, RunStatus, utcnow
 from autoreduce.failures import ErrorCategory, classify
 from autoreduce.messages import RunMessage
 from autoreduce.plugin_approvals import PluginGate
@@ -102,6 +103,8 @@ def claim_run(
         status = RunStatus(run.status)
         if status.is_final:
             return Claim(Decision.DROP, f"run already {status}")
+        if status is RunStatus.PROCESSING and (job := _followed_job(session, run)):
+            return Claim(Decision.DROP, f"its Slurm job {job} is followed by a processor")
         if gate is not None and (held := gate.held_message(session, message.instrument)):
             return Claim(Decision.HOLD, held)
         if (request := request_of(run)) is not None:  # asked while its processor held it
@@ -147,6 +150,22 @@ def claim_run(
             return Claim(Decision.DROP, "another processor changed the run first")
         run.attempts, run.processor, run.status = attempt, processor, RunStatus.PROCESSING
         return Claim(Decision.REDUCE, run=run, attempt=attempt)
+
+
+def _followed_job(session: Any, run: ReductionRun) -> str:
+    """The Slurm job of the run's attempt if it was handed to a follower, else "" (a message
+    delivered again after its hand-off, or published twice, must not start another attempt)."""
+    return (
+        session.scalar(
+            select(RunAttempt.slurm_job_id).where(
+                RunAttempt.run_id == run.id,
+                RunAttempt.attempt == run.attempts,
+                RunAttempt.handed_off_at.is_not(None),
+                RunAttempt.finished_at.is_(None),
+            )
+        )
+        or ""
+    )
 
 
 def _last_failure(run: ReductionRun, last: str) -> dict[str, Any]:

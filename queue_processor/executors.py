@@ -32,7 +32,7 @@ from autoreduce.run_attempts import (
 from autoreduce.settings import InstrumentConfig, Settings
 from queue_processor.isolation import Outcome, ReductionJob, ReductionLauncher
 from queue_processor.record import Also, requeue_for_retry
-from queue_processor.slurm import SlurmExecutor
+from queue_processor.slurm import SlurmExecutor, Submitted
 from queue_processor.triage import outcome_failure
 
 NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device"
@@ -84,7 +84,8 @@ class Executors:
         job: ReductionJob,
         config: InstrumentConfig,
         stop_reason: Callable[[], str],
-    ) -> Outcome:
+    ) -> Outcome | Submitted:
+        """The local reduction's outcome, or the Slurm job submitted for the follower."""
         resources = Resources(
             config.executor,
             job.memory_mb,
@@ -102,22 +103,26 @@ class Executors:
                 processor=self.processor_id,
                 resources=resources,
             )
-        if config.executor == "slurm":
-            job.work_dir.mkdir(parents=True, exist_ok=True)
-            outcome = self.slurm.run(
-                job, config, run_id=run.id, attempt=attempt, stop_reason=stop_reason
-            )
+        if config.executor == "slurm":  # the follower reads its verdict (slurm_follower.py)
+            submitted = self.slurm.submit(job, config, run_id=run.id, attempt=attempt)
+            if isinstance(submitted, Submitted):
+                return submitted
+            outcome = submitted
         else:
             outcome = self.launcher.run(job, stop_reason=stop_reason)
         if recorded:
-            finish_attempt(
-                self.database,
-                run_id=run.id,
-                attempt=attempt,
-                outcome="completed" if outcome.ok else (outcome.category or "stopped"),
-                reason=outcome.reason,
-            )
+            self.finish(run.id, attempt, outcome)
         return outcome
+
+    def finish(self, run_id: int, attempt: int, outcome: Outcome) -> None:
+        """Record how the attempt ended (a retry marks it again, as retried)."""
+        finish_attempt(
+            self.database,
+            run_id=run_id,
+            attempt=attempt,
+            outcome="completed" if outcome.ok else (outcome.category or "stopped"),
+            reason=outcome.reason,
+        )
 
     def retry(
         self,

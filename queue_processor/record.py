@@ -23,11 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from autoreduce.db import Database
-from autoreduce.db.models import ReductionRun, RunOutput, RunStatus, utcnow
+from autoreduce.db.models import ReductionRun, RunAttempt, RunOutput, RunStatus, utcnow
 from autoreduce.failures import NO_FAILURE_COLUMNS, Failure
 from autoreduce.paths import UnsafePathError, confine, relative_name
 from autoreduce.state_machine import transition
@@ -246,6 +246,48 @@ def requeue_for_retry(
         started_at=None,
         **failure.columns(),
     )
+
+
+def show_on_held(session: Session, run_id: int, attempt: int, message: str) -> bool:
+    """Set the run's message if ``attempt`` still holds it (Processing); whether it did."""
+    held = session.execute(
+        update(ReductionRun)
+        .where(
+            ReductionRun.id == run_id,
+            ReductionRun.status == RunStatus.PROCESSING.value,
+            ReductionRun.attempts == attempt,
+        )
+        .values(message=message)
+    ).rowcount  # type: ignore[attr-defined]
+    return bool(held)
+
+
+def hand_off(
+    database: Database, *, run_id: int, attempt: int, message: str, also: Also | None = None
+) -> bool:
+    """Hand the held run's Slurm job to this processor's follower: one transaction that shows
+    ``message`` on the run, marks the attempt handed off and (``also``, on the SQL queue) acks
+    the message; False if the attempt no longer holds the run."""
+
+    def write() -> bool:
+        with database.session() as session:
+            moved = show_on_held(session, run_id, attempt, message) and (
+                session.execute(
+                    update(RunAttempt)
+                    .where(
+                        RunAttempt.run_id == run_id,
+                        RunAttempt.attempt == attempt,
+                        RunAttempt.finished_at.is_(None),
+                    )
+                    .values(handed_off_at=utcnow())
+                ).rowcount  # type: ignore[attr-defined]
+                == 1
+            )
+            if also is not None:
+                also(session, moved)
+            return moved
+
+    return database.when_reachable(write)
 
 
 def earlier_provenance(database: Database, run: ReductionRun) -> tuple[int, dict[str, Any]] | None:

@@ -1,13 +1,14 @@
-"""The Slurm executor: a reduction as an ``sbatch`` job, followed until Slurm's verdict.
+"""The Slurm executor: a reduction as an ``sbatch`` job, and what Slurm's verdict means.
 
 The job runs :mod:`queue_processor.slurm_job` (the local child's entry point) in a job directory
 beside the run's output directory, ``.<version>.slurm-<hex>`` (the local work directories'
 ``.tmp-*`` are swept by a processor taking a run over; this one must outlive its submitter).
 Before anything waits on the job its name and directory are committed, then its id
-(:mod:`autoreduce.run_attempts`); a processor that takes the run over follows that job. While the
-job waits in Slurm's queue the run stays ``Processing`` with the message
-``pending in Slurm as job N``. Following a job holds no core: the processor reads the job's state
-every ``slurm_poll_s`` and sleeps in between.
+(:mod:`autoreduce.run_attempts`); a processor that takes the run over before the hand-off finds
+that job instead of submitting another. Then the job is handed to the processor's follower
+thread (:mod:`queue_processor.slurm_follower`), which follows any number of jobs. While the job
+waits in Slurm's queue the run stays ``Processing`` with the message
+``pending in Slurm as job N``.
 
 Slurm's verdicts: the job's own ``verdict.json`` when it wrote one; else ``OUT_OF_MEMORY`` →
 Error (memory), ``TIMEOUT`` → Error (timeout), ``NODE_FAIL``/``BOOT_FAIL``/``PREEMPTED`` or a job
@@ -26,20 +27,16 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import update
-
 from autoreduce.db import Database
-from autoreduce.db.models import ReductionRun, RunStatus
 from autoreduce.failures import ErrorCategory
 from autoreduce.run_attempts import unfinished_slurm_attempt, update_attempt
 from autoreduce.settings import InstrumentConfig, Settings
 from queue_processor.isolation import Outcome, ReductionJob, _outcome
+from queue_processor.record import show_on_held
 from queue_processor.slurm_job import JOB_FILE, OUT_DIR, VERDICT_FILE, job_document
 
 logger = logging.getLogger("autoreduce.process")
@@ -100,6 +97,27 @@ def job_state(job_id: str) -> JobState:
     )
 
 
+def job_states(job_ids: list[str]) -> dict[str, JobState]:
+    """The states of ``job_ids`` in one ``squeue`` call; a job Slurm forgot is UNKNOWN."""
+    if not job_ids:
+        return {}
+    try:
+        text = _command(
+            "squeue", "--noheader", "--states=all", f"--jobs={','.join(job_ids)}",
+            "--format=%i|%T|%r",
+        )  # fmt: skip
+    except SlurmError as error:
+        if "Invalid job id" not in str(error):
+            raise
+        text = ""  # every one of them forgotten
+    found = {UNKNOWN: JobState(UNKNOWN)}
+    for line in text.splitlines():
+        job_id, _, rest = line.strip().partition("|")
+        state, _, reason = rest.partition("|")
+        found[job_id] = JobState(state or UNKNOWN, reason)
+    return {job_id: found.get(job_id, found[UNKNOWN]) for job_id in job_ids}
+
+
 def job_by_name(name: str) -> str:
     """The id of the job named ``name`` Slurm still knows (any state), or ""."""
     text = _command("squeue", "--noheader", "--states=all", "--name", name, "--format=%i")
@@ -144,26 +162,29 @@ def sbatch_argv(
     return argv
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """A run's job in Slurm: its id and directory, committed to its attempt."""
+
+    job_id: str
+    job_dir: Path
+
+
 class SlurmExecutor:
-    """Submits (or, taking a run over, finds) a run's job and follows it to its verdict."""
+    """Submits (or, taking a run over, finds) a run's job; the follower reads its verdict."""
 
     def __init__(self, settings: Settings, database: Database, processor_id: str) -> None:
         self.settings = settings
         self.database = database
         self.processor_id = processor_id
 
-    def run(
-        self,
-        job: ReductionJob,
-        config: InstrumentConfig,
-        *,
-        run_id: int,
-        attempt: int,
-        stop_reason: Callable[[], str] = lambda: "",
-    ) -> Outcome:
-        started = time.monotonic()
+    def submit(
+        self, job: ReductionJob, config: InstrumentConfig, *, run_id: int, attempt: int
+    ) -> Submitted | Outcome:
+        """The run's job, submitted now or found from an earlier attempt; an Outcome if Slurm
+        refused it."""
         try:
-            job_id, job_dir = self._submit_or_find(job, config, run_id, attempt)
+            return self._submit_or_find(job, config, run_id, attempt)
         except SlurmError as error:
             return Outcome(
                 ok=False,
@@ -171,14 +192,10 @@ class SlurmExecutor:
                 retryable=True,
                 category=ErrorCategory.INFRASTRUCTURE.value,
             )
-        outcome = self._follow(job_id, job_dir, job, run_id, attempt, stop_reason)
-        outcome.wall_s = time.monotonic() - started
-        self._collect(job_dir, job.work_dir)
-        return outcome
 
     def _submit_or_find(
         self, job: ReductionJob, config: InstrumentConfig, run_id: int, attempt: int
-    ) -> tuple[str, Path]:
+    ) -> Submitted:
         earlier = unfinished_slurm_attempt(self.database, run_id, before=attempt)
         if earlier is not None:
             job_id = earlier.slurm_job_id or job_by_name(earlier.slurm_job_name)
@@ -208,7 +225,7 @@ class SlurmExecutor:
                     outcome="taken over",
                     reason=f"its processor stopped; attempt {attempt} follows job {job_id}",
                 )
-                return job_id, Path(earlier.job_dir)
+                return Submitted(job_id, Path(earlier.job_dir))
         name = f"autoreduce-{run_id}-{attempt}-{uuid.uuid4().hex[:6]}"
         job_dir = job.work_dir.parent / job.work_dir.name.replace(".tmp-", ".slurm-", 1)
         (job_dir / OUT_DIR).mkdir(parents=True)
@@ -221,61 +238,9 @@ class SlurmExecutor:
         job_id = job_id.split(";", 1)[0]
         update_attempt(self.database, run_id=run_id, attempt=attempt, slurm_job_id=job_id)
         logger.info("run id %s: submitted to Slurm as job %s", run_id, job_id)
-        return job_id, job_dir
+        return Submitted(job_id, job_dir)
 
-    def _follow(
-        self,
-        job_id: str,
-        job_dir: Path,
-        job: ReductionJob,
-        run_id: int,
-        attempt: int,
-        stop_reason: Callable[[], str],
-    ) -> Outcome:
-        shown = ""
-        failures = 0
-        while True:
-            try:
-                state = job_state(job_id)
-                failures = 0
-            except SlurmError as error:  # the controller restarting: keep following a while
-                failures += 1
-                if failures * self.settings.slurm_poll_s > 300:
-                    return _infrastructure(f"lost Slurm job {job_id}: {error}", retryable=True)
-                state = JobState("RUNNING" if shown == "RUNNING" else "PENDING")
-            if not state.active:
-                update_attempt(
-                    self.database, run_id=run_id, attempt=attempt, slurm_state=state.state
-                )
-                return self._verdict(job_id, job_dir, job, state)
-            wanted = (
-                "PENDING" if state.state in ("PENDING", "CONFIGURING", "REQUEUED") else "RUNNING"
-            )
-            if wanted != shown:
-                shown = wanted
-                self._show(run_id, attempt, job_id, wanted)
-            deadline = time.monotonic() + self.settings.slurm_poll_s
-            while time.monotonic() < deadline:
-                if reason := stop_reason():
-                    cancel(job_id)
-                    self._await_end(job_id)
-                    update_attempt(
-                        self.database, run_id=run_id, attempt=attempt, slurm_state="CANCELLED"
-                    )
-                    return Outcome(ok=False, reason=reason)
-                time.sleep(STOP_CHECK_S)
-
-    def _await_end(self, job_id: str) -> None:
-        deadline = time.monotonic() + CANCEL_WAIT_S
-        while time.monotonic() < deadline:
-            try:
-                if not job_state(job_id).active:
-                    return
-            except SlurmError:
-                return
-            time.sleep(STOP_CHECK_S * 4)
-
-    def _show(self, run_id: int, attempt: int, job_id: str, state: str) -> None:
+    def show(self, run_id: int, attempt: int, job_id: str, state: str) -> None:
         """The run's message says where its job is (conditional on this attempt holding it)."""
         message = (PENDING_MESSAGE if state == "PENDING" else RUNNING_MESSAGE).format(job_id)
         try:
@@ -286,17 +251,10 @@ class SlurmExecutor:
 
     def _show_message(self, run_id: int, attempt: int, message: str) -> None:
         with self.database.session() as session:
-            session.execute(
-                update(ReductionRun)
-                .where(
-                    ReductionRun.id == run_id,
-                    ReductionRun.status == RunStatus.PROCESSING.value,
-                    ReductionRun.attempts == attempt,
-                )
-                .values(message=message)
-            )
+            show_on_held(session, run_id, attempt, message)
 
-    def _verdict(self, job_id: str, job_dir: Path, job: ReductionJob, state: JobState) -> Outcome:
+    def verdict(self, job_id: str, job_dir: Path, job: ReductionJob, state: JobState) -> Outcome:
+        """The job's own verdict if it wrote one, else what Slurm's final state means."""
         verdict = job_dir / VERDICT_FILE
         if verdict.is_file():
             return _outcome(verdict.read_bytes(), 0)
@@ -325,7 +283,7 @@ class SlurmExecutor:
         )
         return outcome
 
-    def _collect(self, job_dir: Path, work_dir: Path) -> None:
+    def collect(self, job_dir: Path, work_dir: Path) -> None:
         """What the job wrote becomes the attempt's work directory; the job directory goes."""
         out = job_dir / OUT_DIR
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -29,6 +29,7 @@ from autoreduce.jobs import JobInputError, drop_inputs, is_job, job_config, job_
 from autoreduce.jobs import stage_inputs as stage_job_inputs
 from autoreduce.logs import run_fields
 from autoreduce.messages import PENDING_QUEUE, InvalidMessage, parse_run_message
+from autoreduce.outbox import outbox_message
 from autoreduce.paths import UnsafePathError
 from autoreduce.plugin import ReductionResult, RunInfo
 from autoreduce.plugin_approvals import PluginGate
@@ -49,6 +50,7 @@ from queue_processor.pipeline_runner import run_pipeline
 from queue_processor.publish import publish_outputs
 from queue_processor.record import (
     Also,
+    hand_off,
     move_into_place,
     record_cancelled,
     record_outcome,
@@ -58,6 +60,8 @@ from queue_processor.record import (
     requeue_for_retry,
     work_dir_for,
 )
+from queue_processor.slurm import PENDING_MESSAGE, Submitted
+from queue_processor.slurm_follower import SlurmFollower
 from queue_processor.triage import outcome_failure, run_provenance
 
 logger = logging.getLogger("autoreduce.process")
@@ -78,6 +82,16 @@ class Settle(enum.Enum):
             Settle.RETRY: "crashed; queued for another attempt",
             Settle.RELEASE: "released on shutdown",
         }.get(self, str(status))
+
+
+@dataclass
+class InHand:
+    """A run being finished: its delivery (None for a Slurm job the follower followed: its
+    message was acked at the hand-off), its log shipper, and whether its record acked it."""
+
+    delivery: Delivery | None = None
+    shipper: LogShipper | None = None
+    acked: bool = False
 
 
 @dataclass
@@ -124,14 +138,19 @@ class QueueProcessor:
         self.provenance = ProcessorProvenance(self.processor_id)  # once: reads every package
         self._stop = threading.Event()
         self._stop_seen_at: float | None = None
-        # the run in hand: its delivery, its log shipper, and whether its record acked it
-        self._delivery: Delivery | None = None
-        self._shipper: LogShipper | None = None
-        self._acked = False
+        self._hand = InHand()  # the run in hand on the consuming thread
+        # Slurm jobs handed off by this processor (and adopted from stopped ones) are followed
+        # on a thread of their own: following holds no core and no message
+        self.follower = SlurmFollower(self)
 
     def stop(self) -> None:
         """Ask the loop to finish: the run in hand gets ``shutdown_grace_s``, then is released."""
         self._stop.set()
+
+    @property
+    def follows_slurm(self) -> bool:
+        """True if an instrument here reduces on Slurm (its processors follow Slurm jobs)."""
+        return any(config.executor == "slurm" for config in self.settings.instruments.values())
 
     def serve(self) -> None:
         """Consume until :meth:`stop` is called."""
@@ -149,6 +168,8 @@ class QueueProcessor:
             except Exception:  # a broken plugin fails its own runs, not the processor
                 logger.exception("getting plugin %s ready failed; its runs will say why", plugin)
         self.heartbeat.start()
+        if self.follows_slurm:
+            self.follower.start()
         logger.info("processor %s consuming %s", self.processor_id, PENDING_QUEUE)
         try:
             while not self._stop.is_set():
@@ -158,6 +179,7 @@ class QueueProcessor:
                 if not self.process_next(RECEIVE_WAIT_S):
                     self.launcher.release_ready()  # idle: no ready child kept (docs/memory.md)
         finally:
+            self.follower.stop()  # its jobs run on; another processor adopts them
             self.launcher.close()
             self.heartbeat.stop()
             self.transport.close()
@@ -258,34 +280,44 @@ class QueueProcessor:
             queue_wait_ns=nanoseconds_between(run.queued_at, started),
         )
         self.heartbeat.holding(run.id, delivery)
-        self._delivery, self._shipper, self._acked = delivery, None, False
+        self._hand = hand = InHand(delivery)
         try:
             verdict = self._reduce_held(run, claim.attempt)
             if verdict.settle is Settle.RELEASE:
                 release_run(
-                    self.database, run_id=run.id, attempt=claim.attempt, also=self._also(ack=False)
+                    self.database,
+                    run_id=run.id,
+                    attempt=claim.attempt,
+                    also=self._also(hand, ack=False),
                 )
         finally:
             self.heartbeat.holding(None)
-            self._delivery = self._shipper = None
+            self._hand = InHand()
         if verdict.settle is Settle.RELEASE:
             self.transport.release(delivery)
         elif verdict.settle is Settle.RETRY:
             self.transport.release(delivery, delay_s=self.settings.retry_delay_s)
         elif verdict.settle is Settle.DEAD_LETTER:
             self.transport.dead_letter(delivery, verdict.reason)
-        elif not self._acked:  # on the SQL queue the record's transaction acked it
+        elif not hand.acked:  # on the SQL queue the record's transaction acked it
             self.transport.ack(delivery)
+        self.announce(run, claim.attempt, verdict)
+
+    def announce(self, run: ReductionRun, attempt: int, verdict: Verdict) -> None:
+        """Log how the attempt ended, write its run event and tell the plugin a final state."""
+        if verdict.status is RunStatus.PROCESSING:  # handed to the Slurm follower
+            logger.info("%s: %s (attempt %s)", _label(run), verdict.reason, attempt)
+            return
         logger.info(
             "%s: %s%s (attempt %s, %.2f s)",
             _label(run),
             verdict.settle.describe(verdict.status),
             f" — {verdict.reason}" if verdict.reason else "",
-            claim.attempt,
+            attempt,
             verdict.outcome.wall_s if verdict.outcome else 0.0,
             extra=run_fields(run),
         )
-        self._log_event(run, claim.attempt, verdict)
+        self._log_event(run, attempt, verdict)
         if verdict.status.is_final:
             self._notify(run, verdict.status, verdict.outcome)
 
@@ -357,13 +389,7 @@ class QueueProcessor:
             )
         outputs_root = self.settings.outputs_root
         try:  # values from the data file: nothing is created or removed until they are checked
-            output_dir = (
-                job_output_dir(self.settings, run)
-                if is_job(run)
-                else self.settings.output_dir(
-                    run.instrument, run.run_number, run.run_version, run.experiment_ref
-                )
-            )
+            output_dir = self.output_dir(run)
         except UnsafePathError as error:
             return self._finish_early(
                 run, attempt, RunStatus.ERROR, str(error), ErrorCategory.DATA, plugin
@@ -391,7 +417,8 @@ class QueueProcessor:
             limits=LogLimits.from_settings(self.settings),
         )
         shipper.start()
-        self._shipper = shipper  # its last lines go into the final state's transaction
+        self._hand.shipper = shipper  # its last lines go into the final state's transaction
+        outcome: Outcome | Submitted
         try:
             if config.pipeline:  # PIPELINE SEAM: its steps run as a DAG (pipeline_runner.py)
                 outcome = run_pipeline(
@@ -404,9 +431,50 @@ class QueueProcessor:
                 )
         finally:
             shipper.finish()
+        if isinstance(outcome, Submitted):  # its verdict is the follower's to read
+            return self._hand_off(run, attempt, job, outcome)
+        return self.conclude(run, attempt, job, output_dir, outcome, plugin, self._hand)
+
+    def output_dir(self, run: ReductionRun) -> Path:
+        """The run's output directory (values from the data file checked: UnsafePathError)."""
+        if is_job(run):
+            return job_output_dir(self.settings, run)
+        return self.settings.output_dir(
+            run.instrument, run.run_number, run.run_version, run.experiment_ref
+        )
+
+    def _hand_off(
+        self, run: ReductionRun, attempt: int, job: ReductionJob, submitted: Submitted
+    ) -> Verdict:
+        """Commit that the follower follows the job (acking the message with it), and go on."""
+        shutil.rmtree(job.work_dir, ignore_errors=True)  # the job writes in its own directory
+        reason = f"followed in Slurm as job {submitted.job_id}"
+        if not hand_off(
+            self.database,
+            run_id=run.id,
+            attempt=attempt,
+            message=PENDING_MESSAGE.format(submitted.job_id),
+            also=self._also(self._hand, ack=True),
+        ):
+            reason = "another processor took the run over; its job is theirs"
+        self.follower.wake()
+        return Verdict(RunStatus.PROCESSING, Settle.ACK, reason)
+
+    def conclude(
+        self,
+        run: ReductionRun,
+        attempt: int,
+        job: ReductionJob,
+        output_dir: Path,
+        outcome: Outcome,
+        plugin: str,
+        hand: InHand,
+    ) -> Verdict:
+        """Put the attempt's outputs in place and record how it ended (or retry it)."""
+        outputs_root = self.settings.outputs_root
         if (request := cancel_request(self.database, run.id)) is not None:
             shutil.rmtree(job.work_dir, ignore_errors=True)  # partial outputs never move in
-            return self._cancelled(run, attempt, request, outcome)
+            return self._cancelled(run, attempt, request, outcome, hand)
         if self._stop.is_set() and outcome.reason.startswith("abandoned"):
             shutil.rmtree(job.work_dir, ignore_errors=True)
             return Verdict(RunStatus.QUEUED, Settle.RELEASE, outcome.reason, outcome)
@@ -416,19 +484,27 @@ class QueueProcessor:
             logger.error("%s: outputs left in %s: %s", _label(run), job.work_dir, error)
             # the plugin ran in between and a directory is no longer itself: the plugin's doing
             return self._finish_early(
-                run, attempt, RunStatus.ERROR, str(error), ErrorCategory.PLUGIN, plugin
+                run, attempt, RunStatus.ERROR, str(error), ErrorCategory.PLUGIN, plugin, hand
             )
         if outcome.ok and (refused := refused_output(output_dir, outcome)):
             outcome.ok, outcome.reason, outcome.files, outcome.plots = False, refused, [], []
             outcome.category = ErrorCategory.PLUGIN.value
-        return self._record(run, attempt, output_dir, outcome, plugin)
+        return self._record(run, attempt, output_dir, outcome, plugin, hand)
 
     def _record(
-        self, run: ReductionRun, attempt: int, output_dir: Path, outcome: Outcome, plugin: str
+        self,
+        run: ReductionRun,
+        attempt: int,
+        output_dir: Path,
+        outcome: Outcome,
+        plugin: str,
+        hand: InHand,
     ) -> Verdict:
         settle = Settle.ACK
         # executor hook (slurm): retried with more memory, or later after a full disk
-        retry = self.executors.retry(run, attempt, outcome, plugin, also=self._also(ack=False))
+        retry = self.executors.retry(
+            run, attempt, outcome, plugin, also=self._also(hand, ack=False, requeued=run)
+        )
         if retry is not None:
             return Verdict(RunStatus.QUEUED, Settle.RETRY, retry, outcome)
         stored_at = None
@@ -446,7 +522,7 @@ class QueueProcessor:
                     attempt=attempt,
                     reason=outcome.reason,
                     failure=failure,
-                    also=self._also(ack=False),
+                    also=self._also(hand, ack=False, requeued=run),
                 )
                 return Verdict(RunStatus.QUEUED, Settle.RETRY, outcome.reason, outcome)
             outcome.reason = f"gave up after {attempt} attempts: {outcome.reason}"
@@ -461,7 +537,7 @@ class QueueProcessor:
             failure=failure,
             provenance=provenance,
             stored_at=stored_at,
-            also=self._also(ack=settle is Settle.ACK),
+            also=self._also(hand, ack=settle is Settle.ACK),
         ):
             logger.warning(
                 "%s: another processor took the run over; result discarded",
@@ -474,14 +550,19 @@ class QueueProcessor:
         return Verdict(status, settle, outcome.reason, outcome)
 
     def _cancelled(
-        self, run: ReductionRun, attempt: int, request: CancelRequest, outcome: Outcome
+        self,
+        run: ReductionRun,
+        attempt: int,
+        request: CancelRequest,
+        outcome: Outcome,
+        hand: InHand,
     ) -> Verdict:
         if not record_cancelled(
             self.database,
             run_id=run.id,
             attempt=attempt,
             message=request.message,
-            also=self._also(ack=True),
+            also=self._also(hand, ack=True),
         ):
             logger.warning("%s: another processor took the run over; not cancelled", _label(run))
         return Verdict(RunStatus.CANCELLED, Settle.ACK, request.message, outcome)
@@ -494,6 +575,7 @@ class QueueProcessor:
         reason: str,
         category: ErrorCategory | None = None,
         plugin: str = "",
+        hand: InHand | None = None,
     ) -> Verdict:
         """Record a run that is not reduced: Skipped, or Error in ``category``."""
         failure = classify(category, reason, plugin=plugin) if category is not None else None
@@ -506,21 +588,23 @@ class QueueProcessor:
             reason=reason,
             failure=failure,
             provenance=provenance,
-            also=self._also(ack=True),
+            also=self._also(hand or self._hand, ack=True),
         )
         return Verdict(status, Settle.ACK, reason)
 
-    def _also(self, *, ack: bool) -> Also:
+    def _also(self, hand: InHand, *, ack: bool, requeued: ReductionRun | None = None) -> Also:
         """What the run's record transaction does besides: ship the log's last lines (if the
-        attempt still held the run) and, with ``ack`` on the SQL queue, ack the message."""
-        shipper, delivery = self._shipper, self._delivery
+        attempt still held the run); with ``ack`` on the SQL queue, ack the message; and for a
+        run ``requeued`` whose message was acked at its hand-off, queue a new one (outbox)."""
 
         def also(session: Session, moved: bool) -> None:
-            if moved and shipper is not None:
-                shipper.write_rest(session)
-            if ack and delivery is not None:
-                acked = self.transport.ack_within(session, delivery, self.database.url)
-                self._acked = acked is not None
+            if moved and hand.shipper is not None:
+                hand.shipper.write_rest(session)
+            if ack and hand.delivery is not None:
+                acked = self.transport.ack_within(session, hand.delivery, self.database.url)
+                hand.acked = acked is not None
+            if requeued is not None and moved and hand.delivery is None:
+                session.add(outbox_message(requeued))
 
         return also
 

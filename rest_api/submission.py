@@ -23,10 +23,10 @@ from autoreduce.archive import (
     locate_data_file,
 )
 from autoreduce.audit import Actor, record_event
-from autoreduce.db.models import Instrument, OutboxMessage, ReductionRun, RunStatus, utcnow
+from autoreduce.db.models import Instrument, ReductionRun, RunStatus, utcnow
 from autoreduce.failures import ErrorCategory, classify
 from autoreduce.logs import run_fields
-from autoreduce.messages import PENDING_QUEUE, RunMessage
+from autoreduce.outbox import outbox_message
 from autoreduce.run_events import final_action, log_run_event, nanoseconds_between
 from autoreduce.run_metadata import RunMetadata
 from autoreduce.state_machine import held_message, one_line
@@ -118,22 +118,7 @@ def add_with_message(session: Session, run: ReductionRun) -> None:
     session.flush()
     if run.status != RunStatus.QUEUED:
         return
-    message = RunMessage(
-        schema=1,
-        run_id=run.id,
-        instrument=run.instrument,
-        run_number=run.run_number,
-        run_version=run.run_version,
-        experiment_ref=run.experiment_ref,
-        data_path=run.data_path,
-        variables=run.variables,
-        reason=run.reason,  # type: ignore[arg-type]
-        submitted_at=run.queued_at,
-        submitted_by=run.submitted_by,
-    )
-    session.add(
-        OutboxMessage(instrument=run.instrument, queue=PENDING_QUEUE, body=message.to_json())
-    )
+    session.add(outbox_message(run))
 
 
 def _new_run(fields: dict[str, Any]) -> ReductionRun:

@@ -588,7 +588,10 @@ class RunAttempt(Base):
     """One attempt at reducing a run version: where it ran, with what resources, how it ended.
 
     A Slurm attempt records its job before anything waits on it; an attempt that took a run over
-    from a dead processor follows the same job (the same ``slurm_job_id`` on two rows).
+    from a processor that died before the hand-off follows the same job (the same
+    ``slurm_job_id`` on two rows). Once ``handed_off_at`` is set the message is acked and the
+    follower of ``processor`` follows the job; a live processor adopts it (``processor`` changes,
+    the attempt stays) when that one stops.
     """
 
     __tablename__ = "run_attempts"
@@ -612,3 +615,4 @@ class RunAttempt(Base):
     reason: Mapped[str] = mapped_column(String(1000), nullable=False, default="")
     started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    handed_off_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -20,9 +20,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from autoreduce.db import Database
-from autoreduce.db.models import RunAttempt
+from autoreduce.db.models import ReductionRun, RunAttempt
+from autoreduce.messages import parse_run_message
+from autoreduce.outbox import outbox_message
 from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.settings import Settings
+from queue_processor.claim import Decision, claim_run
 from queue_processor.slurm import job_state
 from queue_processor.worker import QueueProcessor
 from tests.api_client import RUNS, data_file, reaches, run_body, version
@@ -110,7 +113,20 @@ def serve_in_thread(
 
 
 @pytest.fixture
-def serving(settings: Settings, db: Database, approved: None) -> Iterator[QueueProcessor]:
+def relaying(app_client: TestClient) -> Iterator[None]:
+    """The API's outbox relay on its thread, as in production (a followed job's retry is
+    queued through the outbox: its first message was acked at the hand-off)."""
+    stop = threading.Event()
+    thread = app_client.app.state.api.relay.start(stop)  # type: ignore[attr-defined]
+    yield
+    stop.set()
+    thread.join(timeout=30)
+
+
+@pytest.fixture
+def serving(
+    settings: Settings, db: Database, approved: None, relaying: None
+) -> Iterator[QueueProcessor]:
     with serve_in_thread(settings, db, "p1") as processor:
         yield processor
 
@@ -279,9 +295,55 @@ def test_a_processor_killed_while_its_job_runs_the_run_completes_once_submitted_
     with serve_in_thread(settings, db, "heir"):
         done = reaches(app_client, "SLEEPY", 4, "Completed", timeout_s=90)
 
-    rows = attempts(db, run["id"])
-    assert [row.processor for row in rows] == ["doomed", "heir"]
-    assert {row.slurm_job_id for row in rows} == {first.slurm_job_id}  # submitted once
-    assert [row.outcome for row in rows] == ["taken over", "completed"]
-    assert done["attempts"] == 2
+    # the job was handed off (its message acked) before the kill: the heir adopted the same
+    # attempt and its job rather than taking the run over with a new one
+    [row] = attempts(db, run["id"])
+    assert (row.processor, row.slurm_job_id, row.outcome) == (
+        "heir",
+        first.slurm_job_id,
+        "completed",
+    )
+    assert row.handed_off_at is not None
+    assert done["attempts"] == 1 and done["processor"] == "heir"
     assert (settings.output_dir("SLEEPY", 4, 0, "") / "noop.txt").read_text().strip() == "4"
+
+
+def test_one_processor_follows_many_jobs_and_a_redelivered_message_starts_none(
+    app_client: TestClient,
+    auth: Auth,
+    db: Database,
+    serving: QueueProcessor,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    runs = [submit("SLOW", number) for number in (1, 3, 4)]  # each sleeps 120 s
+
+    def all_followed() -> list[RunAttempt] | None:
+        rows = [attempts(db, run["id"]) for run in runs]
+        if all(len(r) == 1 and r[0].handed_off_at and r[0].slurm_job_id for r in rows):
+            return [r[0] for r in rows]
+        return None
+
+    followed = wait_for(all_followed, timeout_s=60)
+    # three jobs in Slurm at once, all followed by the one processor, none finished
+    assert {row.processor for row in followed} == {"p1"}
+    assert len({row.slurm_job_id for row in followed}) == 3
+    assert all(job_state(row.slurm_job_id).active for row in followed)
+    assert wait_for(lambda: serving.follower.following == 3, timeout_s=30)
+
+    # the message of a followed run, delivered again, is dropped: no second attempt or job
+    with db.read_session() as session:
+        again = parse_run_message(outbox_message(session.get(ReductionRun, runs[0]["id"])).body)
+    claim = claim_run(db, again, processor="other", max_attempts=3)
+    assert claim.decision is Decision.DROP and "followed" in claim.reason
+    assert len(attempts(db, runs[0]["id"])) == 1
+
+    for number in (1, 3, 4):
+        answer = app_client.post(
+            f"{RUNS}/SLOW/{number}/versions/0/cancel",
+            json={"reason": "enough"},
+            headers=auth("admin"),
+        )
+        assert answer.status_code == 202
+    for number, row in zip((1, 3, 4), followed, strict=True):
+        reaches(app_client, "SLOW", number, "Cancelled", timeout_s=60)
+        assert wait_for(lambda row=row: job_state(row.slurm_job_id).state == "CANCELLED")

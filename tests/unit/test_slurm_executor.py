@@ -118,7 +118,7 @@ def test_slurms_verdict_without_the_jobs_own_maps_to_the_runs(
 ) -> None:
     executor = SlurmExecutor(Settings(data_dir=tmp_path), None, "p1")  # type: ignore[arg-type]
 
-    outcome = executor._verdict("9", tmp_path, job(tmp_path), JobState(state, "", "1:0"))
+    outcome = executor.verdict("9", tmp_path, job(tmp_path), JobState(state, "", "1:0"))
 
     assert (outcome.ok, outcome.category, outcome.retryable) == (False, category, retryable)
     assert outcome.reason.startswith(reason)
@@ -130,6 +130,6 @@ def test_the_jobs_own_verdict_wins_over_slurms_state(tmp_path: Path) -> None:
         json.dumps({"ok": True, "summary": "done", "files": ["a.txt"], "plots": []})
     )
 
-    outcome = executor._verdict("9", tmp_path, job(tmp_path), JobState("COMPLETED"))
+    outcome = executor.verdict("9", tmp_path, job(tmp_path), JobState("COMPLETED"))
 
     assert (outcome.ok, outcome.files, outcome.summary) == (True, ["a.txt"], "done")
