@@ -1,13 +1,15 @@
 """Jobs: reductions of uploaded files, as runs of the reserved pseudo-instrument ``JOB``.
 
 A job is not a second system. ``POST /api/v1/jobs`` records a :class:`~autoreduce.db.models.Job`
-row (its plugin and its input uploads) and, in the same transaction, version 0 of run number
-``job.id`` of the instrument ``JOB`` with the job's variables, and its outbox message. From
-there it is a run like any other: the same queue, processors, claim and states, the same
-``timeout_s``/``memory_mb`` limits (from ``[jobs]`` in the settings), the same log shipping and
-the same cancellation. The only differences, all looked up here by the processor:
+row (its plugin or pipeline, and its input uploads) and, in the same transaction, version 0 of
+run number ``job.id`` of the instrument ``JOB`` with the job's variables, and its outbox
+message. From there it is a run like any other: the same queue, processors, claim and states,
+the same ``timeout_s``/``memory_mb`` limits (from ``[jobs]`` in the settings), the same log
+shipping and the same cancellation. The only differences, all looked up here by the processor:
 
-- its plugin and limits come from the job row and ``[jobs]``, not ``[instruments.X]``;
+- its plugin (or pipeline) and limits come from the job row and ``[jobs]``, not
+  ``[instruments.X]``; a job naming a pipeline runs through the processor's pipeline seam
+  exactly as an instrument's pipeline does;
 - its inputs are the uploads, copied into a local scratch directory before the reduction
   (``context.run.data_path`` is the first; the others lie beside it, under their ids);
 - its outputs go to ``<outputs>/JOB/<job id>/v<version>`` (then to the store, if any).
@@ -46,14 +48,16 @@ def submitted_job(caller_name: str, run: ReductionRun) -> bool:
 def job_config(
     settings: Settings, database: Database, run: ReductionRun
 ) -> InstrumentConfig | None:
-    """The job's plugin and limits, shaped as an instrument's configuration; None if no job."""
+    """The job's plugin or pipeline and limits, shaped as an instrument's configuration; None
+    if no job."""
     with database.read_session() as session:
         job = session.get(Job, run.run_number)
-        plugin = job.plugin if job is not None else None
-    if plugin is None:
-        return None
+        if job is None or not (job.plugin or job.pipeline):
+            return None
+        plugin, pipeline = job.plugin, job.pipeline
     return InstrumentConfig.model_construct(
         plugin=plugin,
+        pipeline=pipeline,
         lastruns="",
         data="",
         output="{outputs}/{instrument}/{run_number}/v{run_version}",
@@ -62,6 +66,15 @@ def job_config(
         executor="local",
         variables={},
     )
+
+
+def run_config(
+    settings: Settings, database: Database, run: ReductionRun
+) -> InstrumentConfig | None:
+    """How ``run`` is reduced: its instrument's configuration, or its job's (:func:`job_config`)."""
+    if is_job(run):
+        return job_config(settings, database, run)
+    return settings.instruments.get(run.instrument)
 
 
 def job_output_dir(settings: Settings, run: ReductionRun) -> Path:
@@ -92,7 +105,7 @@ def stage_inputs(
         if job is None:
             raise JobInputError(f"job {run.run_number} is not recorded")
         uploads = {
-            row.id: (row.location, row.filename)
+            row.id: (row.location, row.filename, row.removed_at)
             for row in session.scalars(select(Upload).where(Upload.id.in_(job.inputs)))
         }
         wanted = list(job.inputs)
@@ -103,7 +116,11 @@ def stage_inputs(
     for upload_id in wanted:
         if upload_id not in uploads:
             raise JobInputError(f"upload {upload_id} no longer exists")
-        location, filename = uploads[upload_id]
+        location, filename, removed_at = uploads[upload_id]
+        if removed_at is not None:
+            raise JobInputError(
+                f"upload {upload_id} was removed by retention on {removed_at:%Y-%m-%d}"
+            )
         target = directory / f"{upload_id}-{_safe_name(filename)}"
         try:
             fetch_upload(settings, store, location, target)

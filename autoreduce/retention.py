@@ -1,4 +1,5 @@
-"""The retention clean-up: old run versions lose their logs and intermediate outputs.
+"""The retention clean-up: old run versions lose their logs and intermediate outputs; old
+uploads are removed.
 
 For every run version that reached a final state before the cutoff and was not cleaned yet:
 
@@ -17,6 +18,19 @@ resolves to itself) just before it is removed. A cleaned version gets a ``retent
 row, so the API and the UI say "log removed by retention" rather than "not found", and the run
 leaves one audit event (``retention.cleanup``). ``dry_run`` makes the same plan and removes
 nothing, so its report lists exactly what the real run would remove.
+
+A version published to the object store (``output_dir`` an ``s3://`` base URL, see
+:mod:`autoreduce.storage`) is cleaned there by the same rule: of the keys under its run
+version's prefix, the objects of its recorded data and plots and the attempt's
+``manifest.json`` (the record of what was published) stay; its log and every key of other
+attempts (a publication a killed processor left behind) are deleted.
+
+**Uploads** (``uploads`` rows whose file or object is still kept) are removed when no job names
+them and they are older than ``[uploads] keep_days``, or when every job that names them has
+run versions that are all final and finished before the cutoff. The file (``storage = "file"``)
+or object goes; the row stays with ``removed_at`` set (its name, size and SHA-256 remain the
+record) and no new job may name it. The row is marked *before* the file goes and the rule is
+checked again after marking, so a job created meanwhile keeps its upload.
 """
 
 from __future__ import annotations
@@ -30,21 +44,25 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from autoreduce.audit import Actor, record_event
 from autoreduce.db import Database
 from autoreduce.db.models import (
+    Job,
     ReductionRun,
     RetentionCleanup,
     RunLogLine,
     RunOutput,
     RunStatus,
+    Upload,
     utcnow,
 )
+from autoreduce.jobs import JOB_INSTRUMENT
 from autoreduce.paths import UnsafePathError, confine
 from autoreduce.settings import Settings, duration_hours
+from autoreduce.storage import MANIFEST, ObjectStore, StoreError, open_store, remove_upload
 
 logger = logging.getLogger("autoreduce.retention")
 
@@ -62,6 +80,17 @@ class VersionPlan:
     files: list[tuple[Path, int]] = field(default_factory=list)
     directories: list[Path] = field(default_factory=list)  # removed when empty, deepest first
     log_lines: int = 0
+    objects: list[tuple[str, int]] = field(default_factory=list)  # (s3:// URL, size)
+
+
+@dataclass
+class UploadPlan:
+    """One upload the clean-up removes: its file or object goes, its row is marked."""
+
+    upload_id: str
+    location: str
+    size: int
+    reason: str
 
 
 @dataclass
@@ -73,10 +102,15 @@ class Report:
     dry_run: bool
     versions: list[VersionPlan] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    uploads: list[UploadPlan] = field(default_factory=list)
 
     @property
     def files(self) -> list[tuple[Path, int]]:
         return [entry for version in self.versions for entry in version.files]
+
+    @property
+    def objects(self) -> list[tuple[str, int]]:
+        return [entry for version in self.versions for entry in version.objects]
 
     @property
     def bytes(self) -> int:
@@ -96,6 +130,20 @@ class Report:
             "bytes": self.bytes,
             "log_lines": self.log_lines,
             "files": [{"path": str(path), "bytes": size} for path, size in self.files],
+            "object_count": len(self.objects),
+            "object_bytes": sum(size for _, size in self.objects),
+            "objects": [{"url": url, "bytes": size} for url, size in self.objects],
+            "upload_count": len(self.uploads),
+            "upload_bytes": sum(upload.size for upload in self.uploads),
+            "uploads": [
+                {
+                    "id": upload.upload_id,
+                    "location": upload.location,
+                    "bytes": upload.size,
+                    "reason": upload.reason,
+                }
+                for upload in self.uploads
+            ],
             "skipped": [{"path": path, "reason": reason} for path, reason in self.skipped],
         }
 
@@ -140,14 +188,41 @@ def _walk(top: Path, keep: set[str], plan: VersionPlan, report: Report) -> None:
             plan.directories.append(here)
 
 
+def _plan_objects(
+    store: ObjectStore | None, run: ReductionRun, keep: set[str], plan: VersionPlan, report: Report
+) -> None:
+    """Add the version's objects but its kept outputs and manifest to ``plan``."""
+    if store is None:
+        report.skipped.append(
+            (run.output_dir, f"{plan.label}: in an object store, but storage is 'file' here")
+        )
+        return
+    try:
+        base = store.key_of(run.output_dir)
+        prefix = store.run_prefix(run.instrument, run.run_number, run.run_version)
+        if not base.startswith(f"{prefix}/"):
+            raise UnsafePathError(f"{run.output_dir[:200]!r} is not under {prefix}")
+        found = store.objects_under(prefix)
+    except (StoreError, UnsafePathError, ValueError) as error:
+        report.skipped.append((run.output_dir, f"{plan.label}: {error}"))
+        return
+    kept = {f"{base}/{name}" for name in (*keep, MANIFEST)}
+    plan.objects.extend((store.url(key), size) for key, size in found if key not in kept)
+
+
 def _plan_version(
-    root: Path, run: ReductionRun, keep: set[str], log_lines: int, report: Report
+    root: Path,
+    store: ObjectStore | None,
+    run: ReductionRun,
+    keep: set[str],
+    log_lines: int,
+    report: Report,
 ) -> VersionPlan:
     plan = VersionPlan(run.id, _label(run), log_lines=log_lines)
     if not run.output_dir:
         return plan
     if run.output_dir.startswith("s3://"):
-        report.skipped.append((run.output_dir, f"{plan.label}: in the object store: files kept"))
+        _plan_objects(store, run, keep, plan, report)
         return plan
     try:
         output_dir = _real_directory(root, Path(run.output_dir), "output directory")
@@ -216,12 +291,72 @@ def _batches(database: Database, cutoff: datetime) -> Iterator[tuple[ReductionRu
         after_id = ids[-1]
 
 
-def plan(settings: Settings, database: Database, older_than: str, now: datetime) -> Report:
-    """What a clean-up of versions finished more than ``older_than`` before ``now`` removes."""
+def _removable_uploads(
+    session: Session, upload_cutoff: datetime, run_cutoff: datetime, ids: list[str] | None = None
+) -> list[tuple[Upload, str]]:
+    """The uploads the clean-up removes (``ids``: only those, removed or not), with why."""
+    query = select(Upload).order_by(Upload.id)
+    if ids is None:
+        query = query.where(Upload.removed_at.is_(None))
+    else:
+        query = query.where(Upload.id.in_(ids))
+    uploads = list(session.scalars(query))
+    if not uploads:
+        return []
+    runs_of: dict[int, list[tuple[str, datetime | None]]] = {}
+    for run_number, status, finished_at in session.execute(
+        select(ReductionRun.run_number, ReductionRun.status, ReductionRun.finished_at).where(
+            ReductionRun.instrument == JOB_INSTRUMENT
+        )
+    ).all():
+        runs_of.setdefault(run_number, []).append((status, finished_at))
+    namers: dict[str, list[int]] = {}
+    for job_id, inputs in session.execute(select(Job.id, Job.inputs)).all():
+        for upload_id in inputs or []:
+            namers.setdefault(upload_id, []).append(job_id)
+
+    def past(job_id: int) -> bool:
+        runs = runs_of.get(job_id, [])
+        return bool(runs) and all(
+            status in FINAL_STATES and finished_at is not None and finished_at < run_cutoff
+            for status, finished_at in runs
+        )
+
+    removable = []
+    for upload in uploads:
+        jobs = namers.get(upload.id, [])
+        if not jobs and upload.created_at < upload_cutoff:
+            removable.append((upload, f"no job names it; created before {upload_cutoff:%Y-%m-%d}"))
+        elif jobs and all(past(job_id) for job_id in jobs):
+            named = ", ".join(str(job_id) for job_id in jobs[:5])
+            removable.append((upload, f"job(s) {named} finished before {run_cutoff:%Y-%m-%d}"))
+    return removable
+
+
+def upload_cutoff_of(settings: Settings, now: datetime) -> datetime:
+    return now - timedelta(days=settings.uploads.keep_days)
+
+
+def plan(
+    settings: Settings,
+    database: Database,
+    older_than: str,
+    now: datetime,
+    store: ObjectStore | None = None,
+) -> Report:
+    """What a clean-up of versions finished more than ``older_than`` before ``now`` removes,
+    and which uploads it removes."""
     report = Report(older_than, cutoff_of(older_than, now), dry_run=True)
     root = settings.outputs_root
     for run, keep, log_lines in _batches(database, report.cutoff):
-        report.versions.append(_plan_version(root, run, keep, log_lines, report))
+        report.versions.append(_plan_version(root, store, run, keep, log_lines, report))
+    with database.read_session() as session:
+        report.uploads = [
+            UploadPlan(upload.id, upload.location, upload.size_bytes, reason)
+            for upload, reason in _removable_uploads(
+                session, upload_cutoff_of(settings, now), report.cutoff
+            )
+        ]
     return report
 
 
@@ -235,8 +370,79 @@ def _still_safe(root: Path, path: Path) -> bool:
         return False
 
 
-def _remove(root: Path, version: VersionPlan, report: Report) -> VersionPlan:
+def _remove_objects(
+    store: ObjectStore | None, version: VersionPlan, done: VersionPlan, report: Report
+) -> None:
+    if not version.objects:
+        return
+    assert store is not None  # objects are planned only with a store
+    keys = {store.key_of(url): (url, size) for url, size in version.objects}
+    try:
+        refused = set(store.delete_keys(list(keys)))
+    except StoreError as error:
+        report.skipped.append((version.label, f"objects kept: {error}"))
+        return
+    for key, (url, size) in keys.items():
+        if key in refused:
+            report.skipped.append((url, "the store refused to delete it"))
+        else:
+            done.objects.append((url, size))
+
+
+def _remove_uploads(
+    settings: Settings,
+    store: ObjectStore | None,
+    database: Database,
+    planned: list[UploadPlan],
+    report: Report,
+    now: datetime,
+) -> None:
+    """Mark the planned uploads removed, keep those a job named meanwhile, remove the rest."""
+    if not planned:
+        return
+    ids = [upload.upload_id for upload in planned]
+    with database.session() as session:
+        marked = set(
+            session.scalars(
+                select(Upload.id).where(Upload.id.in_(ids), Upload.removed_at.is_(None))
+            )
+        )
+        session.execute(
+            update(Upload)
+            .where(Upload.id.in_(marked))
+            .values(removed_at=now)  # no new job may name them from here on
+        )
+    with database.read_session() as session:  # checked again, now that they are marked
+        still = {
+            upload.id
+            for upload, _ in _removable_uploads(
+                session, upload_cutoff_of(settings, now), report.cutoff, sorted(marked)
+            )
+        }
+    unmark: list[str] = []
+    for upload in planned:
+        if upload.upload_id not in marked or upload.upload_id not in still:
+            report.skipped.append((upload.location, f"upload {upload.upload_id}: kept, in use"))
+            unmark.append(upload.upload_id)
+            continue
+        try:
+            remove_upload(settings, store, upload.location)
+        except (StoreError, UnsafePathError, OSError) as error:
+            report.skipped.append((upload.location, f"upload {upload.upload_id}: {error}"))
+            unmark.append(upload.upload_id)
+            continue
+        report.uploads.append(upload)
+    unmark = [upload_id for upload_id in unmark if upload_id in marked]
+    if unmark:
+        with database.session() as session:
+            session.execute(update(Upload).where(Upload.id.in_(unmark)).values(removed_at=None))
+
+
+def _remove(
+    root: Path, store: ObjectStore | None, version: VersionPlan, report: Report
+) -> VersionPlan:
     done = VersionPlan(version.run_id, version.label, log_lines=version.log_lines)
+    _remove_objects(store, version, done, report)
     for path, size in version.files:
         if not _still_safe(root, path):
             report.skipped.append((str(path), "changed since it was listed: left alone"))
@@ -267,35 +473,39 @@ def cleanup(
     actor: Actor | None = None,
     now: datetime | None = None,
 ) -> Report:
-    """Remove (or, ``dry_run``, list) the logs and intermediate outputs of old run versions."""
+    """Remove (or, ``dry_run``, list) the logs and intermediate outputs of old run versions
+    (files and objects) and the uploads past retention."""
     older_than = older_than or settings.retention.older_than
     now = now or utcnow()
-    planned = plan(settings, database, older_than, now)
+    store = open_store(settings)
+    planned = plan(settings, database, older_than, now, store)
     if dry_run:
         return planned
     report = Report(older_than, planned.cutoff, dry_run=False, skipped=planned.skipped)
     root = settings.outputs_root
     for version in planned.versions:
-        done = _remove(root, version, report)
+        done = _remove(root, store, version, report)
         with database.session() as session:
             session.execute(delete(RunLogLine).where(RunLogLine.run_id == version.run_id))
             session.merge(
                 RetentionCleanup(
                     run_id=version.run_id,
                     cleaned_at=now,
-                    files=len(done.files),
-                    bytes_freed=sum(size for _, size in done.files),
+                    files=len(done.files) + len(done.objects),
+                    bytes_freed=sum(size for _, size in [*done.files, *done.objects]),
                     log_lines=done.log_lines,
                 )
             )
         report.versions.append(done)
-    if report.versions:
+    _remove_uploads(settings, store, database, planned.uploads, report, now)
+    if report.versions or report.uploads:
         with database.session() as session:
             record_event(
                 session,
                 actor or Actor("retention", "operator"),
                 "retention.cleanup",
-                f"{len(report.versions)} run version(s) finished before {report.cutoff:%Y-%m-%d}",
+                f"{len(report.versions)} run version(s) finished before {report.cutoff:%Y-%m-%d}"
+                f", {len(report.uploads)} upload(s)",
                 details={
                     "older_than": older_than,
                     "cutoff": report.cutoff.isoformat(),
@@ -303,6 +513,8 @@ def cleanup(
                     "files": len(report.files),
                     "bytes": report.bytes,
                     "log_lines": report.log_lines,
+                    "objects": len(report.objects),
+                    "uploads": [upload.upload_id for upload in report.uploads],
                 },
             )
     return report

@@ -183,6 +183,11 @@ class JobSettings(BaseModel):
         description="The plugins a job may name (each still needs an admin's approval); empty: "
         "jobs are refused.",
     )
+    pipelines: list[str] = Field(
+        default_factory=list,
+        description="The pipelines (files in `pipelines_dir`) a job may name instead of a plugin; "
+        "empty: none.",
+    )
     timeout_s: float = Field(3600.0, gt=0, description="Wall-clock limit of one job.")
     memory_mb: int = Field(8192, gt=0, description="Memory a job's reduction may add, in MiB.")
     max_inputs: int = Field(20, ge=1, le=1000, description="Most uploads one job may name.")
@@ -593,6 +598,19 @@ class RetentionSettings(BaseModel):
         return value
 
 
+class UploadSettings(BaseModel):
+    """How long uploads are kept (``[uploads]`` in the TOML; see ``autoreduce cleanup``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep_days: float = Field(
+        30.0,
+        gt=0,
+        description="`autoreduce cleanup` removes an upload no job names once it is this many "
+        "days old (an upload a job names goes when all its jobs' runs are past retention).",
+    )
+
+
 class Settings(BaseSettings):
     """Every setting, its environment variable (``AUTOREDUCE_<NAME>``) and its default."""
 
@@ -790,6 +808,10 @@ class Settings(BaseSettings):
     jobs: JobSettings = Field(
         default_factory=lambda: JobSettings.model_validate({}),
         description="Reductions of uploaded files (jobs).",
+    )
+    uploads: UploadSettings = Field(
+        default_factory=lambda: UploadSettings.model_validate({}),
+        description="How long uploads are kept.",
     )
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     ldap: LdapSettings = Field(

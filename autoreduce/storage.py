@@ -179,20 +179,39 @@ class ObjectStore:
             return False
         return True
 
-    def keys_under(self, key_prefix: str) -> list[str]:
+    def objects_under(self, key_prefix: str) -> list[tuple[str, int]]:
+        """Every key below ``key_prefix`` and its size, in key order."""
         paginator = self.client.get_paginator("list_objects_v2")
-        found: list[str] = []
+        found: list[tuple[str, int]] = []
         for page in paginator.paginate(Bucket=self.bucket, Prefix=key_prefix.rstrip("/") + "/"):
-            found.extend(item["Key"] for item in page.get("Contents", []))
+            found.extend((item["Key"], int(item["Size"])) for item in page.get("Contents", []))
         return found
+
+    def keys_under(self, key_prefix: str) -> list[str]:
+        return [key for key, _ in self.objects_under(key_prefix)]
+
+    def delete_keys(self, keys: list[str]) -> list[str]:
+        """Delete ``keys`` (1000 a request); the keys the store refused to delete.
+
+        Raise :class:`StoreError` if the store cannot be asked at all."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        refused: list[str] = []
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            try:
+                answer = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+            except (BotoCoreError, ClientError) as error:
+                raise self._fail(f"deleting {len(batch)} key(s)", error) from None
+            refused.extend(str(item.get("Key", "")) for item in answer.get("Errors", []))
+        return refused
 
     def delete_under(self, key_prefix: str) -> None:
         """Delete every key below ``key_prefix`` (best effort: failures are logged)."""
         try:
-            keys = self.keys_under(key_prefix)
-            for start in range(0, len(keys), 1000):
-                batch = [{"Key": key} for key in keys[start : start + 1000]]
-                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
+            self.delete_keys(self.keys_under(key_prefix))
         except Exception as error:
             logger.warning("could not delete %s: %s", key_prefix, self._fail("deleting", error))
 
@@ -290,6 +309,16 @@ def save_upload(settings: Settings, store: ObjectStore | None, upload_id: str, p
     return store.url(key)
 
 
+def upload_file(settings: Settings, location: str) -> Path:
+    """The file of an upload kept with ``storage = "file"``, checked to lie in the uploads
+    directory (:class:`UnsafePathError` otherwise)."""
+    root = uploads_dir(settings).resolve()
+    source = Path(location).resolve()
+    if not source.is_relative_to(root) or source == root:
+        raise UnsafePathError(f"upload {location[:200]!r} lies outside {root}")
+    return source
+
+
 def fetch_upload(
     settings: Settings, store: ObjectStore | None, location: str, destination: Path
 ) -> None:
@@ -299,8 +328,20 @@ def fetch_upload(
             raise StoreError("an upload is in an object store but storage is 'file' here")
         store.fetch(store.key_of(location), destination)
         return
-    root = uploads_dir(settings).resolve()
-    source = Path(location).resolve()
-    if not source.is_relative_to(root):
-        raise UnsafePathError(f"upload {location[:200]!r} lies outside {root}")
-    shutil.copyfile(source, destination)
+    shutil.copyfile(upload_file(settings, location), destination)
+
+
+def remove_upload(settings: Settings, store: ObjectStore | None, location: str) -> None:
+    """Delete an upload's file or object (absent already: done); raise :class:`StoreError`,
+    :class:`UnsafePathError` or :class:`OSError` if it cannot be."""
+    if location.startswith("s3://"):
+        if store is None:
+            raise StoreError("an upload is in an object store but storage is 'file' here")
+        key = store.key_of(location)
+        if store.delete_keys([key]):
+            raise StoreError(f"the store refused to delete {key}")
+        return
+    path = upload_file(settings, location)
+    if Path(location).is_symlink() or (path.exists() and not path.is_file()):
+        raise UnsafePathError(f"upload {location[:200]!r} is not a regular file")
+    path.unlink(missing_ok=True)

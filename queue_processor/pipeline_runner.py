@@ -29,6 +29,7 @@ from sqlalchemy import delete, select, update
 from autoreduce.db import Database
 from autoreduce.db.models import ReductionRun, RunStatus, RunStep, utcnow
 from autoreduce.failures import ErrorCategory
+from autoreduce.jobs import run_config
 from autoreduce.paths import UnsafePathError, confine
 from autoreduce.pipelines import Pipeline, PipelineError, Step, load_pipeline
 from autoreduce.plugin import RunInfo
@@ -364,17 +365,19 @@ def run_pipeline(
     job: ReductionJob,
     stop_reason: Callable[[], str],
 ) -> Outcome:
-    """Reduce ``run`` with its instrument's pipeline in ``job.work_dir``: the worker's seam.
+    """Reduce ``run`` with its instrument's (or its job's) pipeline in ``job.work_dir``: the
+    worker's seam.
 
     A pipeline file that does not load fails the run (category ``plugin``) with the file and
     line in its reason; nothing else is affected.
     """
-    config = settings.instruments[run.instrument]
+    config = run_config(settings, database, run)
+    name = config.pipeline if config is not None else ""
     try:
-        pipeline = load_pipeline(settings.resolved_pipelines_dir, config.pipeline, plugins.names())
+        pipeline = load_pipeline(settings.resolved_pipelines_dir, name, plugins.names())
     except PipelineError as error:
         job.work_dir.mkdir(parents=True, exist_ok=True)
-        (job.work_dir / LOG_NAME).write_text(f"pipeline {config.pipeline}: {error}\n")
+        (job.work_dir / LOG_NAME).write_text(f"pipeline {name}: {error}\n")
         return Outcome(ok=False, reason=str(error), category=ErrorCategory.PLUGIN.value)
     if run.from_step and run.from_step not in pipeline.steps:
         reason = f"from_step {run.from_step!r} is not a step of pipeline {pipeline.name}"

@@ -1,4 +1,5 @@
-"""``autoreduce cleanup``: the retention clean-up of old run versions' logs and intermediates."""
+"""``autoreduce cleanup``: the retention clean-up of old run versions' logs and intermediates
+(files and objects in the store) and of old uploads."""
 
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ logger = logging.getLogger("autoreduce.retention")
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def cleanup(older_than: str | None, dry_run: bool, as_json: bool) -> None:
-    """Remove the logs and intermediate outputs of run versions finished before the cutoff.
+    """Remove the logs and intermediate outputs of run versions finished before the cutoff,
+    and uploads past retention (setting uploads.keep_days).
 
-    Reduced data and plots, and every database row of the runs, stay. Reports the files and
-    bytes freed; --dry-run reports the same and removes nothing.
+    Reduced data and plots, and every database row of the runs, stay (in the object store too).
+    Reports the files, objects, uploads and bytes freed; --dry-run reports the same and removes
+    nothing.
     """
     from autoreduce.audit import command_line_actor
     from autoreduce.db.models import utcnow
@@ -63,7 +66,19 @@ def cleanup(older_than: str | None, dry_run: bool, as_json: bool) -> None:
             "cleanup",
             started,
             True,
-            details={k: document[k] for k in ("run_versions", "file_count", "bytes", "log_lines")},
+            details={
+                k: document[k]
+                for k in (
+                    "run_versions",
+                    "file_count",
+                    "bytes",
+                    "log_lines",
+                    "object_count",
+                    "object_bytes",
+                    "upload_count",
+                    "upload_bytes",
+                )
+            },
         )
     verb = "would remove" if dry_run else "removed"
     if as_json:
@@ -71,12 +86,18 @@ def cleanup(older_than: str | None, dry_run: bool, as_json: bool) -> None:
     else:
         for path, size in report.files:
             click.echo(f"{verb}\t{size}\t{path}")
+        for url, size in report.objects:
+            click.echo(f"{verb}\t{size}\t{url}")
+        for upload in report.uploads:
+            click.echo(f"{verb}\t{upload.size}\tupload {upload.upload_id}\t{upload.reason}")
         for where, reason in report.skipped:
             click.echo(f"skipped\t{where}\t{reason}")
     summary = (
-        f"{verb} {document['file_count']} file(s), {document['bytes']} bytes, and "
+        f"{verb} {document['file_count']} file(s), {document['bytes']} bytes, "
+        f"{document['object_count']} stored object(s), {document['object_bytes']} bytes, and "
         f"{document['log_lines']} log line(s) of {document['run_versions']} run version(s) "
-        f"finished before {report.cutoff:%Y-%m-%d %H:%M} UTC"
+        f"finished before {report.cutoff:%Y-%m-%d %H:%M} UTC; {document['upload_count']} "
+        f"upload(s), {document['upload_bytes']} bytes"
     )
     logger.info(summary)
     if not as_json:

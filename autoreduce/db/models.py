@@ -235,6 +235,8 @@ class Upload(Base):
     location: Mapped[str] = mapped_column(String(1024), nullable=False)  # s3:// URL or file path
     created_by: Mapped[str] = mapped_column(String(100), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)
+    # when retention removed its file or object (autoreduce.retention); the row stays as a record
+    removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class Job(Base):
@@ -243,7 +245,10 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    plugin: Mapped[str] = mapped_column(String(100), nullable=False)
+    plugin: Mapped[str] = mapped_column(String(100), nullable=False)  # '' if it names a pipeline
+    pipeline: Mapped[str] = mapped_column(
+        String(100), nullable=False, default="", server_default=""
+    )  # '' if it names a plugin
     inputs: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)  # upload ids
     created_by: Mapped[str] = mapped_column(String(100), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, nullable=False)

@@ -1,4 +1,4 @@
-"""Jobs: reduce uploaded files with a plugin, outside any instrument's run numbers.
+"""Jobs: reduce uploaded files with a plugin or a pipeline, outside any instrument's run numbers.
 
 A job is run number ``<job id>`` of the reserved pseudo-instrument ``JOB`` (see
 :mod:`autoreduce.jobs`): it is recorded with its outbox message in one transaction and then goes
@@ -14,12 +14,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from autoreduce.db.models import Job, ReductionRun, RunStatus, Upload, utcnow
 from autoreduce.jobs import JOB_INSTRUMENT, submitted_job
+from autoreduce.pipelines import PipelineError, load_pipeline, pipeline_names
+from autoreduce.plugin import Variable
 from autoreduce.plugin_approvals import PluginGate
 from autoreduce.plugin_manager import UnknownPlugin
 from autoreduce.state_machine import held_message, one_line
@@ -40,12 +42,27 @@ UPLOAD_ID = r"^[0-9a-f]{32}$"
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    plugin: str = Field(min_length=1, max_length=100, description="A plugin listed in [jobs].")
+    plugin: str | None = Field(
+        None, min_length=1, max_length=100, description="A plugin listed in `[jobs] plugins`."
+    )
+    pipeline: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="Instead of `plugin`: a pipeline (`GET /api/v1/pipelines`) listed in "
+        "`[jobs] pipelines`.",
+    )
     inputs: list[Annotated[str, Field(pattern=UPLOAD_ID)]] = Field(
         min_length=1, description="Upload ids; the first is the reduction's data file."
     )
     variables: dict[str, Any] = Field(default_factory=dict)
     description: str = Field("", max_length=500)
+
+    @model_validator(mode="after")
+    def _plugin_or_pipeline(self) -> JobRequest:
+        if (self.plugin is None) == (self.pipeline is None):
+            raise ValueError("give exactly one of plugin and pipeline")
+        return self
 
 
 class JobCancel(BaseModel):
@@ -56,7 +73,8 @@ class JobCancel(BaseModel):
 
 class JobItem(BaseModel):
     id: int
-    plugin: str
+    plugin: str = Field(description="The plugin it runs; empty when it runs a pipeline.")
+    pipeline: str = Field(description="The pipeline it runs; empty when it runs a plugin.")
     inputs: list[str]
     created_by: str
     created_at: datetime
@@ -84,6 +102,7 @@ def job_item(job: Job, run: ReductionRun) -> JobItem:
     return JobItem(
         id=job.id,
         plugin=job.plugin,
+        pipeline=job.pipeline,
         inputs=list(job.inputs),
         created_by=job.created_by,
         created_at=job.created_at,
@@ -94,7 +113,44 @@ def job_item(job: Job, run: ReductionRun) -> JobItem:
     )
 
 
-def _checked_variables(state: ApiState, plugin: str, values: dict[str, Any]) -> dict[str, Any]:
+def _allowed(kind: str, name: str, allowed: list[str]) -> None:
+    if name not in allowed:
+        raise HTTPException(
+            status_code=422,
+            detail=f"{kind} {name!r} may not run jobs (allowed: "
+            f"{', '.join(allowed) or f'none; set [jobs] {kind}s'})",
+        )
+
+
+def _declared(state: ApiState, request: JobRequest) -> list[Variable]:
+    """The variables the job's plugin, or its pipeline's steps, declare; 422/409 if neither can."""
+    if request.pipeline is not None:
+        _allowed("pipeline", request.pipeline, state.settings.jobs.pipelines)
+        directory = state.settings.resolved_pipelines_dir
+        if request.pipeline not in pipeline_names(directory):
+            raise HTTPException(
+                status_code=422,
+                detail=f"pipeline {request.pipeline!r} is unknown: no such file in the "
+                "pipelines directory (see GET /api/v1/pipelines)",
+            )
+        try:
+            pipeline = load_pipeline(directory, request.pipeline, state.plugins().names())
+        except PipelineError as error:
+            raise HTTPException(
+                status_code=409,
+                detail=f"pipeline {request.pipeline!r} does not load: {one_line(str(error))}",
+            ) from None
+        return pipeline.variables()
+    assert request.plugin is not None
+    _allowed("plugin", request.plugin, state.settings.jobs.plugins)
+    try:
+        return state.plugins().variables(request.plugin, JOB_INSTRUMENT)
+    except UnknownPlugin as error:
+        raise HTTPException(status_code=409, detail=one_line(str(error))) from None
+
+
+def _checked_variables(state: ApiState, request: JobRequest) -> dict[str, Any]:
+    values = request.variables
     size = len(json.dumps(values, separators=(",", ":")).encode("utf-8"))
     if size > state.settings.max_variables_bytes:
         raise HTTPException(
@@ -102,10 +158,7 @@ def _checked_variables(state: ApiState, plugin: str, values: dict[str, Any]) -> 
             detail=f"variables: {size} bytes of JSON, more than the limit of "
             f"{state.settings.max_variables_bytes} (setting max_variables_bytes)",
         )
-    try:
-        declared = state.plugins().variables(plugin, JOB_INSTRUMENT)
-    except UnknownPlugin as error:
-        raise HTTPException(status_code=409, detail=one_line(str(error))) from None
+    declared = _declared(state, request)
     try:
         return resolve_variables(declared, values)
     except VariableError as error:
@@ -123,22 +176,16 @@ def create_job(
     state: StateDep,
     caller: Annotated[Caller, Depends(require_role("scientist", "admin"))],
 ) -> JobItem:
-    """Reduce uploads with a plugin (scientist, admin): the job, Queued."""
-    allowed = state.settings.jobs.plugins
-    if request.plugin not in allowed:
-        raise HTTPException(
-            status_code=422,
-            detail=f"plugin {request.plugin!r} may not run jobs (allowed: "
-            f"{', '.join(allowed) or 'none; set [jobs] plugins'})",
-        )
+    """Reduce uploads with a plugin or a pipeline (scientist, admin): the job, Queued."""
     if len(request.inputs) > state.settings.jobs.max_inputs:
         raise HTTPException(
             status_code=422,
             detail=f"inputs: {len(request.inputs)} uploads, more than the limit of "
             f"{state.settings.jobs.max_inputs} (setting jobs.max_inputs)",
         )
-    variables = _checked_variables(state, request.plugin, request.variables)
-    gate = PluginGate(state.plugins(), {JOB_INSTRUMENT: request.plugin})
+    variables = _checked_variables(state, request)
+    plugin, pipeline = request.plugin or "", request.pipeline or ""
+    gate = PluginGate(state.plugins(), {JOB_INSTRUMENT: plugin})
     with state.database.session() as session:
         if held := gate.held_message(session, JOB_INSTRUMENT):
             raise HTTPException(status_code=409, detail=f"the job cannot run: {held}")
@@ -151,8 +198,15 @@ def create_job(
             raise HTTPException(
                 status_code=422, detail=f"inputs: unknown upload(s) {', '.join(missing[:5])}"
             )
+        removed = [upload for upload in request.inputs if found[upload].removed_at is not None]
+        if removed:
+            raise HTTPException(
+                status_code=422,
+                detail=f"inputs: upload(s) removed by retention {', '.join(removed[:5])}",
+            )
         job = Job(
-            plugin=request.plugin,
+            plugin=plugin,
+            pipeline=pipeline,
             inputs=list(request.inputs),
             created_by=caller.name,
             created_at=utcnow(),
@@ -183,7 +237,15 @@ def create_job(
             outputs=[],
         )
         add_with_message(session, run)
-        audit_run(session, caller.actor, "job.submit", run, plugin=job.plugin, inputs=job.inputs)
+        audit_run(
+            session,
+            caller.actor,
+            "job.submit",
+            run,
+            plugin=job.plugin,
+            pipeline=job.pipeline,
+            inputs=job.inputs,
+        )
         item = job_item(job, run)
     announce(state, run)
     return item

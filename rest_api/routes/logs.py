@@ -56,14 +56,21 @@ def _shipped_text(session: Session, run_id: int) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
-def _log_file(run: ReductionRun, state: ApiState) -> Response | None:
+def _log_file(session: Session, run: ReductionRun, state: ApiState) -> Response | None:
     """The recorded ``reduction.log`` of a final run, if this host (or the store) has it."""
     if not RunStatus(run.status).is_final:
         return None
     for output in run.outputs:
         if output.kind == "log" and run.output_dir.startswith("s3://"):
             label = f"the log of {run.instrument} {run.run_number}"
-            return stored_response(state.store, run.output_dir, output.name, TEXT, label)
+            return stored_response(
+                state.store,
+                run.output_dir,
+                output.name,
+                TEXT,
+                label,
+                removed=lambda: retention_removal(session, run.id),
+            )
         if output.kind == "log" and (path := output_path(run.output_dir, output.name)):
             return FileResponse(path, media_type=TEXT, content_disposition_type="inline")
     return None
@@ -124,7 +131,7 @@ def get_run_log(
             max_duration_s=state.settings.log_follow_max_s,
         )
         return EventStream(events, on_close=slots.give_back)
-    log_file = _log_file(run, state)
+    log_file = _log_file(session, run, state)
     if log_file is not None:
         return log_file
     text = _shipped_text(session, run.id)

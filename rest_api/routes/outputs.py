@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path as FilePath
 from typing import Annotated
 
@@ -62,11 +62,17 @@ def retention_removal(session: Session, run_id: int) -> str | None:
 
 
 def stored_response(
-    store: ObjectStore | None, base_url: str, name: str, media: str, label: str
+    store: ObjectStore | None,
+    base_url: str,
+    name: str,
+    media: str,
+    label: str,
+    removed: Callable[[], str | None] = lambda: None,
 ) -> Response:
     """Stream ``name`` of the run published at ``base_url`` from the object store.
 
-    404 when absent (or the URL is not under this instance's store prefix), 503 when the store
+    404 when absent (or the URL is not under this instance's store prefix) — 410 when
+    ``removed()`` says why (the retention clean-up deleted it) —, 503 when the store
     cannot be reached. The file is streamed through the API, not redirected to a presigned URL:
     the store's endpoint need not be reachable by clients, and access stays checked here.
     """
@@ -75,6 +81,8 @@ def stored_response(
     try:
         stored = store.open_output(base_url, name)
     except (NotInStore, ValueError):
+        if (why := removed()) is not None:
+            raise HTTPException(status_code=410, detail=f"{label}: {why}") from None
         raise HTTPException(status_code=404, detail=f"{label} not found") from None
     except StoreError as error:
         raise HTTPException(status_code=503, detail=f"the object store failed: {error}") from None
@@ -127,7 +135,15 @@ def download_output(
     if output is not None and readable and output.run.output_dir.startswith("s3://"):
         label = f"output {output_id}"
         media = media_type(FilePath(output.name))
-        return stored_response(state.store, output.run.output_dir, output.name, media, label)
+        run_id = output.run_id
+        return stored_response(
+            state.store,
+            output.run.output_dir,
+            output.name,
+            media,
+            label,
+            removed=lambda: retention_removal(session, run_id),
+        )
     target = None
     if output is not None and readable:
         target = output_path(output.run.output_dir, output.name)

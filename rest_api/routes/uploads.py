@@ -19,7 +19,7 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
@@ -46,6 +46,9 @@ class UploadItem(BaseModel):
     sha256: str
     created_by: str
     created_at: datetime
+    removed_at: datetime | None = Field(
+        None, description="When the retention clean-up removed its file (no job may name it)."
+    )
 
 
 def upload_item(row: Upload) -> UploadItem:
@@ -56,6 +59,7 @@ def upload_item(row: Upload) -> UploadItem:
         sha256=row.sha256,
         created_by=row.created_by,
         created_at=row.created_at,
+        removed_at=row.removed_at,
     )
 
 

@@ -14,6 +14,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,11 @@ import boto3
 import pytest
 from botocore.config import Config
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from autoreduce.db import Database
-from autoreduce.db.models import ReductionRun, RunStatus, Upload
+from autoreduce.db.models import ReductionRun, RunStatus, Upload, utcnow
+from autoreduce.retention import cleanup as retention_cleanup
 from autoreduce.settings import Settings
 from autoreduce.storage import ObjectStore, StoreError
 from autoreduce.tokens import create_token
@@ -158,6 +160,28 @@ def reduce_until_final(
     return wait_for(final, timeout_s=60, what=f"run id {run_id} to finish")
 
 
+def reduce_gem_run(
+    api: TestClient,
+    processor_settings: Settings,
+    database: Database,
+    archive: Path,
+    token: Callable[..., dict[str, str]],
+    run_number: int,
+) -> ReductionRun:
+    """A GEM data file in the archive, submitted through the API and reduced by a processor."""
+    data = archive / "GEM" / f"GEM{run_number:08d}.nxs"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_bytes(b"not really NeXus")
+    processor = make_processor(processor_settings, database)
+    submitted = api.post(
+        "/api/v1/runs",
+        json={"instrument": "GEM", "run_number": run_number},
+        headers=token("detector"),
+    )
+    assert submitted.status_code == 201, submitted.text
+    return reduce_until_final(api, processor, database, submitted.json()["id"])
+
+
 def job_in(api: TestClient, job_id: int, headers: dict[str, str], status: str) -> Any:
     """The job's JSON if it is in ``status`` now, else None."""
     answer = api.get(f"/api/v1/jobs/{job_id}", headers=headers).json()
@@ -182,17 +206,9 @@ def test_outputs_are_published_to_the_store_and_downloaded_through_the_api(
     s3_keys: dict[str, str],
     bucket: str,
 ) -> None:
-    data = archive / "GEM" / "GEM00044733.nxs"
-    data.parent.mkdir(parents=True)
-    data.write_bytes(b"not really NeXus")
     processor_settings = host_settings("processor")
-    processor = make_processor(processor_settings, database)
-    submitted = api.post(
-        "/api/v1/runs", json={"instrument": "GEM", "run_number": 44733}, headers=token("detector")
-    )
-    assert submitted.status_code == 201, submitted.text
 
-    run = reduce_until_final(api, processor, database, submitted.json()["id"])
+    run = reduce_gem_run(api, processor_settings, database, archive, token, 44733)
 
     assert run.status == RunStatus.COMPLETED, run.message
     assert run.output_dir.startswith(f"s3://{bucket}/autoreduce/runs/GEM/44733/v0/a1-")
@@ -440,3 +456,143 @@ def test_a_job_is_read_by_its_creator_and_readers_of_job_not_by_other_scoped_tok
     assert api.get(url, headers=other).status_code == 404
     assert api.get(url, headers=token("scientist", "JOB")).status_code == 200
     assert api.get(url, headers=token("admin")).status_code == 200
+
+
+# --- retention ----------------------------------------------------------------------------------
+
+
+def clean(settings: Settings, database: Database, **options: Any) -> dict[str, Any]:
+    """``autoreduce cleanup`` in this process: the report, as the command prints it."""
+    document: dict[str, Any] = retention_cleanup(settings, database, **options).as_dict()
+    return document
+
+
+def backdate(database: Database, row: Any, days: float) -> None:
+    """Move a run's ``finished_at`` or an upload's ``created_at`` ``days`` into the past."""
+    column = ReductionRun.finished_at if isinstance(row, int) else Upload.created_at
+    key = ReductionRun.id if isinstance(row, int) else Upload.id
+    with database.session() as session:
+        session.execute(
+            update(column.class_)
+            .where(key == row)
+            .values({column: utcnow() - timedelta(days=days)})
+        )
+
+
+def test_retention_deletes_an_old_runs_log_and_stray_objects_and_keeps_its_data(
+    api: TestClient,
+    host_settings: Callable[..., Settings],
+    database: Database,
+    archive: Path,
+    token: Callable[..., dict[str, str]],
+    s3_keys: dict[str, str],
+    bucket: str,
+) -> None:
+    run = reduce_gem_run(api, host_settings("processor"), database, archive, token, 44734)
+    assert run.status == RunStatus.COMPLETED, run.message
+    base = run.output_dir.removeprefix(f"s3://{bucket}/")
+    stray = "autoreduce/runs/GEM/44734/v0/a7-0123456789ab/half.txt"  # a killed publication's
+    s3_client(s3_keys).put_object(Bucket=bucket, Key=stray, Body=b"half")
+    settings = host_settings("api")
+    assert clean(settings, database, older_than="1d")["object_count"] == 0  # not old yet
+    backdate(database, run.id, 3)
+
+    dry = clean(settings, database, older_than="1d", dry_run=True)
+    assert len(keys_in(s3_keys, bucket, "autoreduce/runs/")) == 5  # nothing removed yet
+    real = clean(settings, database, older_than="1d")
+
+    gone = sorted(item["url"] for item in real["objects"])
+    assert gone == sorted(item["url"] for item in dry["objects"])
+    assert real["object_bytes"] == dry["object_bytes"] > 0
+    assert gone == sorted(f"s3://{bucket}/{key}" for key in (f"{base}/reduction.log", stray))
+    assert keys_in(s3_keys, bucket, "autoreduce/runs/") == sorted(
+        f"{base}/{name}" for name in ("manifest.json", "noop.txt", "variables.json")
+    )
+    reader = token("admin")
+    item = api.get("/api/v1/runs/GEM/44734", headers=reader).json()
+    outputs = {output["name"]: output["url"] for output in item["versions"][0]["outputs"]}
+    assert api.get(outputs["noop.txt"], headers=reader).text == "44734\n"
+    log = api.get("/api/v1/runs/GEM/44734/versions/0/log", headers=reader)
+    assert log.status_code == 410 and "removed by retention" in log.text
+    assert api.get(outputs["reduction.log"], headers=reader).status_code == 410
+    with database.session() as session:  # the run's rows stay
+        assert session.get(ReductionRun, run.id) is not None
+    assert clean(settings, database, older_than="1d")["object_count"] == 0  # cleaned once
+
+
+def test_retention_removes_old_uploads_no_live_job_names_and_keeps_the_rest(
+    api: TestClient,
+    host_settings: Callable[..., Settings],
+    database: Database,
+    token: Callable[..., dict[str, str]],
+    s3_keys: dict[str, str],
+    bucket: str,
+) -> None:
+    scientist = token("scientist")
+    ids = {
+        name: upload(api, scientist, name.encode() * 100).json()["id"]
+        for name in ("unnamed_old", "unnamed_new", "done_job", "queued_job")
+    }
+    jobs = {
+        name: api.post(
+            "/api/v1/jobs", json={"plugin": "noop", "inputs": [ids[name]]}, headers=scientist
+        ).json()
+        for name in ("done_job", "queued_job")
+    }
+    processor = make_processor(host_settings("processor"), database)
+    done = reduce_until_final(api, processor, database, jobs["done_job"]["run"]["id"])
+    assert done.status == RunStatus.COMPLETED, done.message
+    with database.session() as session:  # the second job stays Queued: its run is not final
+        queued = session.get(ReductionRun, jobs["queued_job"]["run"]["id"])
+        assert queued is not None and queued.status == RunStatus.QUEUED
+    for name in ids:
+        backdate(database, ids[name], 40 if name != "unnamed_new" else 1)
+    backdate(database, done.id, 100)
+    settings = host_settings("api", uploads={"keep_days": 30})
+
+    dry = clean(settings, database, older_than="90d", dry_run=True)
+    assert len(keys_in(s3_keys, bucket, "autoreduce/uploads/")) == 4
+    real = clean(settings, database, older_than="90d")
+
+    removed = {ids["unnamed_old"], ids["done_job"]}
+    assert {item["id"] for item in real["uploads"]} == removed
+    listed = [(item["id"], item["location"], item["bytes"]) for item in dry["uploads"]]
+    assert [(item["id"], item["location"], item["bytes"]) for item in real["uploads"]] == listed
+    assert real["upload_bytes"] == len(b"unnamed_old" * 100) + len(b"done_job" * 100)
+    assert keys_in(s3_keys, bucket, "autoreduce/uploads/") == sorted(
+        f"autoreduce/uploads/{ids[name]}" for name in ("unnamed_new", "queued_job")
+    )
+    for name, upload_id in ids.items():
+        item = api.get(f"/api/v1/uploads/{upload_id}", headers=scientist).json()
+        assert (item["removed_at"] is not None) == (upload_id in removed), name
+    again = api.post(
+        "/api/v1/jobs", json={"plugin": "noop", "inputs": [ids["done_job"]]}, headers=scientist
+    )
+    assert again.status_code == 422 and "removed by retention" in again.text
+    assert clean(settings, database, older_than="90d")["upload_count"] == 0
+
+
+def test_with_file_storage_retention_removes_an_old_unnamed_upload_file(
+    host_settings: Callable[..., Settings],
+    database: Database,
+    token: Callable[..., dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    shared: dict[str, Any] = {"storage": "file", "data_dir": tmp_path / "one" / "data"}
+    settings = host_settings("api", **shared)
+    scientist = token("scientist")
+    with TestClient(create_app(settings, database=database, relay=False)) as api:
+        old, new = (upload(api, scientist, b"kept on disk").json()["id"] for _ in range(2))
+    backdate(database, old, 31)
+
+    dry = clean(settings, database, dry_run=True)
+    assert (settings.data_dir / "uploads" / old).is_file()
+    real = clean(settings, database)
+
+    assert [item["id"] for item in dry["uploads"]] == [item["id"] for item in real["uploads"]]
+    assert [item["id"] for item in real["uploads"]] == [old]
+    assert not (settings.data_dir / "uploads" / old).exists()
+    assert (settings.data_dir / "uploads" / new).read_bytes() == b"kept on disk"
+    with database.session() as session:
+        row = session.get(Upload, old)
+        assert row is not None and row.removed_at is not None

@@ -1,4 +1,5 @@
-"""A pipeline through the API and a serving processor: detail with steps, from_step, cancel.
+"""A pipeline through the API and a serving processor: detail with steps, from_step, cancel,
+and a job (an upload reduced) that names a pipeline instead of a plugin.
 
 The API and the processor share one database (SQLite, then MariaDB) and the SQL queue; the
 steps are shell commands run in the processor's real forked children.
@@ -41,6 +42,19 @@ steps:
     command: "cat $AUTOREDUCE_INPUT_WORK/w.txt > report.txt"
     rely: [work]
 """
+MEASURE = """\
+name: measure
+steps:
+  count:
+    command: 'wc -c < "$AUTOREDUCE_DATA_PATH" | tr -d " " > size.txt'
+  label:
+    command: 'echo "$LABEL" > label.txt'
+    env: {LABEL: "sample"}
+  report:
+    command: "cat $AUTOREDUCE_INPUT_COUNT/size.txt $AUTOREDUCE_INPUT_LABEL/label.txt > report.txt"
+    rely: [count, label]
+"""
+JOBS = "/api/v1/jobs"
 
 
 @pytest.fixture
@@ -48,11 +62,13 @@ def settings(make_settings: Callable[..., Settings], database_url: str, tmp_path
     directory = tmp_path / "pipelines"
     directory.mkdir()
     (directory / "flow.yaml").write_text(FLOW)
+    (directory / "measure.yaml").write_text(MEASURE)
     return make_settings(
         GEM=instrument_config("noop", timeout_s=120),
         FLOW=instrument_config("", pipeline="flow", timeout_s=120),
         database_url=database_url,
         pipelines_dir=directory,
+        jobs={"plugins": ["noop"], "pipelines": ["measure", "gone"], "timeout_s": 120},
         public_read=True,
         heartbeat_interval_s=0.2,
         shutdown_grace_s=0,
@@ -168,3 +184,67 @@ def test_the_run_page_shows_each_step(
     for step in ("prepare", "work", "report"):
         assert f"<td>{step}</td>" in page.text
     assert page.text.count('class="state state-Completed">Completed') >= 4  # the run and steps
+
+
+def test_a_job_naming_a_pipeline_reduces_its_upload_through_the_steps(
+    app_client: TestClient, auth: Auth, serving: QueueProcessor
+) -> None:
+    scientist = auth("scientist")
+    content = b"x" * 1234
+    stored = app_client.post(
+        "/api/v1/uploads", files={"file": ("sample.dat", content)}, headers=scientist
+    )
+    assert stored.status_code == 201, stored.text
+    created = app_client.post(
+        JOBS, json={"pipeline": "measure", "inputs": [stored.json()["id"]]}, headers=scientist
+    )
+    assert created.status_code == 201, created.text
+    job = created.json()
+    assert (job["pipeline"], job["plugin"], job["status"]) == ("measure", "", "Queued")
+    app_client.app.state.api.relay.relay_once()  # type: ignore[attr-defined]
+
+    done = wait_for(
+        lambda: (
+            answer
+            if (answer := app_client.get(f"{JOBS}/{job['id']}", headers=scientist).json())["status"]
+            in ("Completed", "Error")
+            else None
+        ),
+        timeout_s=60,
+        what="the job to finish",
+    )
+
+    assert done["status"] == "Completed", done["message"]
+    assert done["pipeline"] == "measure"
+    detail = app_client.get(f"{RUNS}/JOB/{job['id']}", headers=scientist).json()
+    assert states(detail["versions"][0]) == {
+        "count": "Completed",
+        "label": "Completed",
+        "report": "Completed",
+    }
+    urls = {output["name"]: output["url"] for output in done["outputs"]}
+    report = app_client.get(urls["report/report.txt"], headers=scientist)
+    assert report.text.split() == [str(len(content)), "sample"]
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"pipeline": "nosuch"}, "'nosuch' may not run jobs"),  # not in [jobs] pipelines
+        ({"pipeline": "gone"}, "'gone' is unknown"),  # listed, but no such file
+        ({"pipeline": "measure", "plugin": "noop"}, "exactly one of plugin and pipeline"),
+        ({}, "exactly one of plugin and pipeline"),
+    ],
+)
+def test_a_job_names_exactly_one_known_pipeline_or_plugin(
+    app_client: TestClient, auth: Auth, body: dict[str, str], named: str
+) -> None:
+    scientist = auth("scientist")
+    stored = app_client.post("/api/v1/uploads", files={"file": ("a", b"a")}, headers=scientist)
+    response = app_client.post(
+        JOBS, json={**body, "inputs": [stored.json()["id"]]}, headers=scientist
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert named in response.text
