@@ -1,7 +1,7 @@
 """run attempts handed off: a Slurm job followed by a processor's follower, its message acked
 
-Revision ID: 0022
-Revises: 0021
+Revision ID: 0023
+Revises: 0022
 Create Date: 2026-12-03
 
 ``handed_off_at`` is set, with the message's ack, once the job's id is committed: from then on the
@@ -16,8 +16,8 @@ from alembic import op
 
 import autoreduce.db.models
 
-revision = "0022"
-down_revision = "0021"
+revision = "0023"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
