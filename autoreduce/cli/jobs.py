@@ -134,7 +134,7 @@ def _show(client: ApiClient, job: dict[str, Any]) -> None:
         emit(job, tables.job)
         return
     uploads = [client.get(f"{UPLOADS}/{path_part(upload_id)}") for upload_id in job["inputs"]]
-    tables.job(console(), job, uploads)
+    tables.job(console(), job, uploads, api_url=client.base_url)
 
 
 @jobs.command("submit", epilog=JOBS_EXIT_HELP)

@@ -214,9 +214,14 @@ def uploads(out: Console, items: list[dict[str, Any]]) -> None:
         )
 
 
-def job(out: Console, item: dict[str, Any], inputs: list[dict[str, Any]] | None = None) -> None:
+def job(
+    out: Console,
+    item: dict[str, Any],
+    inputs: list[dict[str, Any]] | None = None,
+    api_url: str = "",
+) -> None:
     """A job: its state and message, plugin, inputs (with ``inputs``, the uploads' names and
-    digests), variables and outputs."""
+    digests), variables and outputs (their URLs under ``api_url``)."""
     out.print(
         f"[bold]job {item['id']}[/]  {_status(item['status'])}  {_escape(item['message'])}".rstrip()
     )
@@ -233,7 +238,11 @@ def job(out: Console, item: dict[str, Any], inputs: list[dict[str, Any]] | None 
         if value:
             out.print(f"    {name:<13}{_escape(str(value))}")
     for upload in inputs or [{"id": upload_id} for upload_id in item["inputs"]]:
-        named = f"  {upload['filename']} ({upload['size_bytes']} bytes, sha256 {upload['sha256']})"
-        out.print(f"    {'input':<13}{upload['id']}{_escape(named) if 'sha256' in upload else ''}")
+        described = (
+            f"  {upload['filename']} ({upload['size_bytes']} bytes, sha256 {upload['sha256']})"
+            if "sha256" in upload
+            else ""
+        )
+        out.print(f"    {'input':<13}{upload['id']}{_escape(described)}")
     for output in item["outputs"]:
-        out.print(f"    {'output':<13}{_escape(output['name'])}  {output['url']}")
+        out.print(f"    {'output':<13}{_escape(output['name'])}  {api_url}{output['url']}")

@@ -112,9 +112,9 @@ def test_jobs_submit_uploads_a_file_and_waits_until_the_job_completes(
     # its creator reads it although the token is limited to GEM
     shown = cli(site, "jobs", "show", str(job["id"]), token=site.scientist_token)
     assert shown.exit_code == 0, shown.output
-    assert "Completed" in shown.stdout and f"sample.nxs (4096 bytes, sha256 {sha256(sample)})" in (
-        " ".join(shown.stdout.split())
-    )
+    text = " ".join(shown.stdout.split())
+    assert "Completed" in text and f"sample.nxs (4096 bytes, sha256 {sha256(sample)})" in text
+    assert f"noop.txt {site.facility.api_url}/api/v1/outputs/" in text
 
 
 def test_jobs_submit_wait_exits_6_when_the_job_ends_in_error(site: Site, tmp_path: Path) -> None:
