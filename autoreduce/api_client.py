@@ -9,12 +9,16 @@ answers 401 to is fetched anew and the request sent once more. Every failure is 
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import secrets
 import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 from urllib.parse import quote
 
 import requests
@@ -28,6 +32,8 @@ TIMEOUT_S = 30.0
 STREAM_READ_TIMEOUT_S = 60.0  # a log stream sends a keep-alive comment every 15 s
 EXPIRY_MARGIN_S = 30.0  # an access token is renewed this long before it expires (at most)
 MAX_DETAIL = 500
+UPLOAD_BLOCK_BYTES = 1024 * 1024  # what one read of an uploaded file takes from disk
+UPLOAD_TIMEOUT_S = 600.0  # the longest wait for the API's answer once a file is sent
 
 
 class ApiError(Exception):
@@ -156,6 +162,76 @@ class ClientCredentialsGrant:
         return _AccessToken(value, time.monotonic() + max(expires_in - margin, 0.0))
 
 
+class MultipartFile:
+    """A ``multipart/form-data`` body of one file part, read from disk as it is sent.
+
+    It has a length (so requests sends ``Content-Length``, not chunks) and is read a block at a
+    time, so a file of any size is never held in memory; :meth:`seek` ``(0)`` starts it again
+    for a resent request. The file's name is sent as browsers send it (UTF-8, with ``"``, CR
+    and LF percent-encoded); the API keeps it for display only.
+    """
+
+    def __init__(self, path: Path, field: str = "file") -> None:
+        self.path = path
+        self.size_bytes = path.stat().st_size  # read no more than this, should the file grow
+        boundary = f"autoreduce-{secrets.token_hex(16)}"
+        self.content_type = f"multipart/form-data; boundary={boundary}"
+        name = path.name.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+        self._head = (
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode("utf-8", "surrogateescape")
+        self._tail = f"\r\n--{boundary}--\r\n".encode()
+        self._file: IO[bytes] | None = None
+        self._parts: list[IO[bytes]] = []
+        self._left = 0
+        self.digest = hashlib.sha256()  # of the file's bytes sent so far
+
+    def __len__(self) -> int:
+        return len(self._head) + self.size_bytes + len(self._tail)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(UPLOAD_BLOCK_BYTES):
+            yield chunk
+
+    def seek(self, offset: int) -> None:
+        """Start again from the beginning (``offset`` must be 0)."""
+        if offset != 0:
+            raise ValueError("a multipart body is only rewound to its start")
+        self.close()
+        self._file = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+        self._parts = [io.BytesIO(self._head), self._file, io.BytesIO(self._tail)]
+        self._left = self.size_bytes
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        if self._file is None:
+            self.seek(0)
+        wanted = UPLOAD_BLOCK_BYTES if size is None or size < 0 else size
+        chunks: list[bytes] = []
+        while wanted > 0 and self._parts:
+            part = self._parts[0]
+            limit = min(wanted, self._left) if part is self._file else wanted
+            chunk = part.read(limit) if limit > 0 else b""
+            if part is self._file:
+                self._left -= len(chunk)
+                self.digest.update(chunk)
+            if not chunk:
+                if part is self._file and self._left > 0:
+                    raise OSError(f"{self.path} shrank while it was being sent")
+                self._parts.pop(0)
+                continue
+            chunks.append(chunk)
+            wanted -= len(chunk)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
 @dataclass(frozen=True)
 class LogEvent:
     """A log line (``seq``, ``text``) or, last, the run's final ``status`` and ``message``."""
@@ -199,6 +275,30 @@ class ApiClient:
 
     def delete(self, path: str) -> None:
         self.send("DELETE", path)
+
+    def upload(self, path: str, file: Path) -> Any:
+        """POST ``file`` as the multipart field ``file``, streamed from disk; the API's JSON,
+        checked to name the SHA-256 of the bytes that were sent."""
+        body = MultipartFile(file)
+        try:
+            response = self.send(
+                "POST",
+                path,
+                data=body,
+                headers={"Content-Type": body.content_type},
+                timeout=(self.timeout_s, UPLOAD_TIMEOUT_S),
+            )
+        finally:
+            body.close()
+        answer = self._json(response)
+        sent = body.digest.hexdigest()
+        if not isinstance(answer, dict) or answer.get("sha256") != sent:
+            stored = answer.get("sha256") if isinstance(answer, dict) else None
+            raise ServerFault(
+                f"the API stored {file.name} with SHA-256 {stored}, not {sent} as sent",
+                response.status_code,
+            )
+        return answer
 
     def text(self, path: str) -> str:
         return self.send("GET", path).text
@@ -266,6 +366,8 @@ class ApiClient:
             if response.status_code == 401 and self.grant is not None and attempt == 1:
                 response.close()
                 self.grant.forget()
+                if isinstance(options.get("data"), MultipartFile):
+                    options["data"].seek(0)  # a streamed body is sent again from its start
                 continue
             break
         if response.status_code >= 400:

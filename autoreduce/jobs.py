@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from autoreduce.db import Database
 from autoreduce.db.models import Job, ReductionRun, Upload
@@ -43,6 +44,11 @@ def submitted_job(caller_name: str, run: ReductionRun) -> bool:
     """True if ``run`` is a job ``caller_name`` submitted: its creator reads it and its outputs
     even with a token limited to other instruments."""
     return is_job(run) and bool(caller_name) and run.submitted_by == caller_name
+
+
+def job_uploads(session: Session, upload_ids: list[str]) -> dict[str, Upload]:
+    """The uploads of ``upload_ids`` that exist, by id (a missing one is simply absent)."""
+    return {row.id: row for row in session.scalars(select(Upload).where(Upload.id.in_(upload_ids)))}
 
 
 def job_config(
@@ -106,7 +112,7 @@ def stage_inputs(
             raise JobInputError(f"job {run.run_number} is not recorded")
         uploads = {
             row.id: (row.location, row.filename, row.removed_at)
-            for row in session.scalars(select(Upload).where(Upload.id.in_(job.inputs)))
+            for row in job_uploads(session, job.inputs).values()
         }
         wanted = list(job.inputs)
     directory = inputs_dir(settings, run)

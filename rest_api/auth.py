@@ -25,6 +25,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from autoreduce.access_tokens import InvalidAccessToken, looks_like_jwt
 from autoreduce.audit import Actor
+from autoreduce.db.models import ReductionRun
+from autoreduce.jobs import submitted_job
 from autoreduce.oauth_clients import live_client
 from autoreduce.tokens import verify_token
 from rest_api.dependencies import ApiState, StateDep
@@ -55,6 +57,10 @@ class Caller:
     def may_read(self, instrument: str) -> bool:
         """True if this caller may read ``instrument``'s runs and outputs."""
         return not self.instruments or instrument in self.instruments
+
+    def may_read_run(self, run: ReductionRun) -> bool:
+        """True if this caller may read ``run``: its instrument, or a job this caller submitted."""
+        return self.may_read(run.instrument) or submitted_job(self.name, run)
 
     def check_instrument(self, instrument: str, *, must_list: bool = False) -> None:
         """403 unless this token may act on ``instrument``.

@@ -5,7 +5,8 @@ This package is the only part of ``autoreduce`` that imports the service package
 only when it runs, so ``autoreduce --help`` stays quick. A subcommand's own module is imported
 only when the subcommand is named (:data:`COMMANDS`), so ``autoreduce process`` does not load the
 client commands' libraries (requests, rich, yaml). The client commands (``runs``, ``reruns``,
-``failures``, ``instruments``, ``rules``, ``experiments``, ``plugins``, ``login``) import none:
+``failures``, ``instruments``, ``rules``, ``upload``, ``jobs``, ``experiments``, ``plugins``,
+``login``) import none:
 they talk to the API over HTTP (:mod:`autoreduce.cli.client`); ``plugins --local`` acts on this
 host's database instead.
 """
@@ -128,6 +129,17 @@ COMMANDS = (
         "Variable rules: the values new runs of an instrument get.",
     ),
     _L(
+        "upload",
+        "jobs:upload",
+        "Upload files for jobs to reduce; print each one's id, size and SHA-256 (`autoreduce "
+        "upload sample.nxs`).",
+    ),
+    _L(
+        "jobs",
+        "jobs:jobs",
+        "Jobs: reduce uploaded files with a plugin, outside any instrument (submit, show, cancel).",
+    ),
+    _L(
         "experiments",
         "experiments:experiments",
         "Experiments (proposals, RB numbers): their runs across instruments.",
@@ -161,9 +173,10 @@ COMMANDS = (
 @click.group(
     cls=AutoreduceGroup,
     lazy=COMMANDS,
-    epilog="The client commands (runs, reruns, failures, instruments, rules, experiments, "
-    "plugins, login) exit 0 done, 1 the API said no (4xx), 2 usage error, 3 the API cannot be "
-    "reached, 4 not signed in or not allowed (401/403), 5 the API failed (5xx).",
+    epilog="The client commands (runs, reruns, failures, instruments, rules, upload, jobs, "
+    "experiments, plugins, login) exit 0 done, 1 the API said no (4xx), 2 usage error, 3 the "
+    "API cannot be reached, 4 not signed in or not allowed (401/403), 5 the API failed (5xx); "
+    "`jobs submit --wait` exits 6 when the job ends but does not complete.",
 )
 @click.version_option(__version__, prog_name="autoreduce")
 def main() -> None:

@@ -40,6 +40,10 @@ EXIT_CODES_HELP = (
     "4 not signed in or not allowed (401/403), 5 the API failed (5xx)."
 )
 
+FINAL_STATUSES = frozenset({"Completed", "Error", "Skipped", "Cancelled", "Refused"})
+"""The states a run version (a job, a batch's run) ends in."""
+POLL_INTERVAL_S = 0.5  # how often a command that waits asks the API again
+
 _JSON = "autoreduce.client.json"
 _API_URL = "autoreduce.client.api_url"
 

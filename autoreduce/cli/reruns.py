@@ -16,6 +16,8 @@ from autoreduce.api_client import ApiClient
 from autoreduce.cli import tables
 from autoreduce.cli.client import (
     EXIT_CODES_HELP,
+    FINAL_STATUSES,
+    POLL_INTERVAL_S,
     ClientGroup,
     api,
     client_options,
@@ -26,8 +28,6 @@ from autoreduce.cli.client import (
 from autoreduce.cli.runs import BASE_HELP
 
 RERUNS = "/api/v1/reruns"
-FINAL = frozenset({"Completed", "Error", "Skipped", "Cancelled", "Refused"})
-POLL_INTERVAL_S = 0.5
 
 
 @click.group(cls=ClientGroup, epilog=EXIT_CODES_HELP)
@@ -150,7 +150,7 @@ def reruns_cancel(batch_id: int, reason: str) -> None:
 
 
 def _ended(batch: dict[str, Any]) -> int:
-    return sum(run["status"] in FINAL for run in batch["runs"])
+    return sum(run["status"] in FINAL_STATUSES for run in batch["runs"])
 
 
 def follow_batch(client: ApiClient, batch: dict[str, Any]) -> dict[str, Any]:

@@ -203,3 +203,46 @@ def plugins(out: Console, items: list[dict[str, Any]]) -> None:
 def plugin_verdicts(out: Console, items: list[dict[str, Any]]) -> None:
     for item in items:
         out.print(f"{item['state']} {item['name']} {item['version']} ({item['distribution']})")
+
+
+def uploads(out: Console, items: list[dict[str, Any]]) -> None:
+    """One line per upload: its id, size, SHA-256 and file name."""
+    for item in items:
+        out.print(
+            f"{item['id']}  {item['size_bytes']} bytes  sha256 {item['sha256']}  "
+            f"{_escape(item['filename'])}"
+        )
+
+
+def job(
+    out: Console,
+    item: dict[str, Any],
+    inputs: list[dict[str, Any]] | None = None,
+    api_url: str = "",
+) -> None:
+    """A job: its state and message, plugin, inputs (with ``inputs``, the uploads' names and
+    digests), variables and outputs (their URLs under ``api_url``)."""
+    out.print(
+        f"[bold]job {item['id']}[/]  {_status(item['status'])}  {_escape(item['message'])}".rstrip()
+    )
+    run = item["run"]
+    details = [
+        ("plugin", item["plugin"]),
+        ("description", run["description"]),
+        ("submitted by", f"{item['created_by']} at {_when(item['created_at'])}"),
+        ("variables", _values(run["variables"])),
+        ("finished", _when(run["finished_at"])),
+        ("error", run.get("error_category", "")),
+    ]
+    for name, value in details:
+        if value:
+            out.print(f"    {name:<13}{_escape(str(value))}")
+    for upload in inputs or [{"id": upload_id} for upload_id in item["inputs"]]:
+        described = (
+            f"  {upload['filename']} ({upload['size_bytes']} bytes, sha256 {upload['sha256']})"
+            if "sha256" in upload
+            else ""
+        )
+        out.print(f"    {'input':<13}{upload['id']}{_escape(described)}")
+    for output in item["outputs"]:
+        out.print(f"    {'output':<13}{_escape(output['name'])}  {api_url}{output['url']}")

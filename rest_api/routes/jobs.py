@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from autoreduce.db.models import Job, ReductionRun, RunStatus, Upload, utcnow
-from autoreduce.jobs import JOB_INSTRUMENT, submitted_job
+from autoreduce.db.models import Job, ReductionRun, RunStatus, utcnow
+from autoreduce.jobs import JOB_INSTRUMENT, job_uploads
 from autoreduce.pipelines import PipelineError, load_pipeline, pipeline_names
 from autoreduce.plugin import Variable
 from autoreduce.plugin_approvals import PluginGate
@@ -189,10 +189,7 @@ def create_job(
     with state.database.session() as session:
         if held := gate.held_message(session, JOB_INSTRUMENT):
             raise HTTPException(status_code=409, detail=f"the job cannot run: {held}")
-        found = {
-            row.id: row
-            for row in session.scalars(select(Upload).where(Upload.id.in_(request.inputs)))
-        }
+        found = job_uploads(session, request.inputs)
         missing = [upload for upload in request.inputs if upload not in found]
         if missing:
             raise HTTPException(
@@ -258,9 +255,15 @@ def get_job(job_id: JobId, session: SessionDep, caller: ReaderDep) -> JobItem:
     run = _latest_run(session, int(job_id)) if job is not None else None
     if job is None or run is None:
         raise HTTPException(status_code=404, detail=f"job {job_id} not found")
-    if not (caller.may_read(JOB_INSTRUMENT) or submitted_job(caller.name, run)):
+    if not caller.may_read_run(run):
         raise HTTPException(status_code=404, detail=f"job {job_id} not found")
     return job_item(job, run)
+
+
+def check_job_canceller(caller: Caller, job: Job) -> None:
+    """403 unless ``caller`` created ``job`` or is an admin (the API's and the web UI's rule)."""
+    if caller.role != "admin" and job.created_by != caller.name:
+        raise HTTPException(status_code=403, detail="only its creator or an admin may cancel a job")
 
 
 @router.post(
@@ -284,10 +287,7 @@ def cancel_job(
         run = _latest_run(session, int(job_id)) if job is not None else None
         if job is None or run is None:
             raise HTTPException(status_code=404, detail=f"job {job_id} not found")
-        if caller.role != "admin" and job.created_by != caller.name:
-            raise HTTPException(
-                status_code=403, detail="only its creator or an admin may cancel a job"
-            )
+        check_job_canceller(caller, job)
         version = run.run_version
     cancellation = cancel_run_version(
         state.database,

@@ -112,7 +112,7 @@ def get_run_log(
     """
     label = f"run {instrument!r} {run_number} v{run_version}"
     run = _run_version(session, instrument, run_number, run_version)
-    if run is None or not caller.may_read(instrument):  # another's run: as if it did not exist
+    if run is None or not caller.may_read_run(run):  # another's run: as if it did not exist
         raise HTTPException(status_code=404, detail=f"{label} not found")
     if follow:
         slots = state.log_followers

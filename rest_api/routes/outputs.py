@@ -12,7 +12,6 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from autoreduce.db.models import RetentionCleanup, RunOutput
-from autoreduce.jobs import submitted_job
 from autoreduce.storage import NotInStore, ObjectStore, StoreError
 from rest_api.auth import ReaderDep
 from rest_api.dependencies import SessionDep, StateDep
@@ -129,9 +128,7 @@ def download_output(
     instrument the caller may not read; 410 if the retention clean-up removed it (a log).
     Outputs in the object store are streamed from it."""
     output = session.get(RunOutput, int(output_id))
-    readable = output is not None and (
-        caller.may_read(output.run.instrument) or submitted_job(caller.name, output.run)
-    )
+    readable = output is not None and caller.may_read_run(output.run)
     if output is not None and readable and output.run.output_dir.startswith("s3://"):
         label = f"output {output_id}"
         media = media_type(FilePath(output.name))

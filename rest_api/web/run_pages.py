@@ -1,6 +1,11 @@
 """The run page ``/runs/{instrument}/{run_number}``: every version, its log, its plots; the
 re-run form generated from the plugin's declarations; cancel for a version still going.
 
+A job (:mod:`autoreduce.jobs`) is the run ``/runs/JOB/<job id>``: the same page with its plugin
+and its inputs (each upload's name, size and SHA-256) instead of a data file and a re-run form
+(a job is not re-run). It is read, like ``GET /api/v1/jobs/{id}``, by readers of ``JOB`` and by
+its creator, and cancelled by its creator or an admin.
+
 Writes go through the functions the API's routes call (:func:`rest_api.reruns.record_rerun`,
 :func:`rest_api.cancellation.cancel_run_version`) with the same role and instrument checks,
 then redirect back to the page (Post/Redirect/Get).
@@ -8,6 +13,7 @@ then redirect back to the page (Post/Redirect/Get).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
@@ -15,18 +21,21 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from autoreduce.db.models import RunStatus
+from autoreduce.db.models import Job, RunStatus
+from autoreduce.jobs import JOB_INSTRUMENT, job_uploads
 from autoreduce.retention import retention_of
 from rest_api.auth import Caller
 from rest_api.cancellation import cancel_run_version
 from rest_api.dependencies import ApiState, SessionDep, StateDep
 from rest_api.reruns import record_rerun
 from rest_api.routes.instruments import declarations
+from rest_api.routes.jobs import check_job_canceller
 from rest_api.routes.runs import run_items_with_attempts
+from rest_api.routes.uploads import UploadItem, upload_item
 from rest_api.schemas import MAX_RUN_NUMBER, MAX_RUN_VERSION, CancelRequest, RerunRequest, RunItem
 from rest_api.submission import find_versions
 from rest_api.web.render import render
-from rest_api.web.session import PageCaller, verify_csrf
+from rest_api.web.session import PageCaller, session_user, verify_csrf
 from rest_api.web.variable_form import FormField, changed, form_fields, parse_values, with_entered
 from rest_api.web.writes import FormDep, form_text, require_page_role
 
@@ -39,14 +48,54 @@ RunVersion = Annotated[int, Path(ge=0, le=MAX_RUN_VERSION)]
 CSRF = [Depends(verify_csrf)]
 
 
+@dataclass(frozen=True)
+class JobInput:
+    """One input of a job: its upload id and, unless it is gone, the upload."""
+
+    upload_id: str
+    upload: UploadItem | None
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What a job's page shows beside its run's versions."""
+
+    plugin: str
+    created_by: str
+    inputs: list[JobInput]
+
+
 def _versions_or_404(
     session: Session, caller: Caller, instrument: str, run_number: int
 ) -> list[RunItem]:
-    """The run's versions, latest first; 404 if none or another's instrument."""
-    versions = find_versions(session, instrument, run_number) if caller.may_read(instrument) else []
-    if not versions:
+    """The run's versions, latest first; 404 if none, or if the caller may not read it (another's
+    instrument, or a job neither theirs nor of an instrument ``JOB`` they read)."""
+    versions = find_versions(session, instrument, run_number)
+    if not versions or not caller.may_read_run(versions[-1]):
         raise HTTPException(status_code=404, detail=f"run {instrument} {run_number} not found")
     return run_items_with_attempts(session, list(reversed(versions)))
+
+
+def _job(session: Session, instrument: str, run_number: int) -> Job | None:
+    return session.get(Job, run_number) if instrument == JOB_INSTRUMENT else None
+
+
+def _job_view(session: Session, job: Job) -> JobView:
+    uploads = job_uploads(session, job.inputs)
+    inputs = [
+        JobInput(upload_id, upload_item(uploads[upload_id]) if upload_id in uploads else None)
+        for upload_id in job.inputs
+    ]
+    return JobView(plugin=job.plugin, created_by=job.created_by, inputs=inputs)
+
+
+def _may_cancel(request: Request, job: Job | None) -> bool:
+    """Whether the signed-in user gets cancel buttons: a scientist or an admin, and for a job
+    its creator or an admin (the checks :func:`cancel` makes again)."""
+    user = session_user(request)
+    if user is None or user.role not in ("scientist", "admin"):
+        return False
+    return job is None or user.role == "admin" or user.name == job.created_by
 
 
 def _removed_logs(session: Session, versions: list[RunItem]) -> dict[int, str]:
@@ -65,6 +114,8 @@ def _versions_context(
     instrument: str,
     run_number: int,
     removed_logs: dict[int, str] | None = None,
+    *,
+    may_cancel: bool,
 ) -> dict[str, Any]:
     return {
         "instrument": instrument,
@@ -73,6 +124,7 @@ def _versions_context(
         "removed_logs": removed_logs or {},
         "going": [v for v in versions if not RunStatus(v.status).is_final],
         "refresh_ms": REFRESH_INTERVAL_MS,
+        "may_cancel": may_cancel,
     }
 
 
@@ -86,21 +138,34 @@ def _page(
     reason: str = "",
     status_code: int = 200,
     removed_logs: dict[int, str] | None = None,
+    job: Job | None = None,
+    job_view: JobView | None = None,
 ) -> HTMLResponse:
     latest = versions[0]
-    declared, plugin_error = declarations(state, latest.instrument)
+    if job_view is None:
+        declared, plugin_error = declarations(state, latest.instrument)
+        title = f"{latest.instrument} {latest.run_number}"
+    else:  # a job has no instrument configuration, and is not re-run
+        declared, plugin_error, title = [], None, f"Job {latest.run_number}"
     return render(
         request,
         "run.html",
         status_code=status_code,
-        title=f"{latest.instrument} {latest.run_number} — autoreduce",
+        title=f"{title} — autoreduce",
         nav="runs",
         latest=latest,
+        job=job_view,
         fields=fields if fields is not None else form_fields(declared, latest.variables),
         errors=errors or {},
         reason=reason,
         plugin_error=plugin_error,
-        **_versions_context(versions, latest.instrument, latest.run_number, removed_logs),
+        **_versions_context(
+            versions,
+            latest.instrument,
+            latest.run_number,
+            removed_logs,
+            may_cancel=_may_cancel(request, job),
+        ),
     )
 
 
@@ -113,9 +178,17 @@ def run_page(
     session: SessionDep,
     caller: PageCaller,
 ) -> HTMLResponse:
-    """Every version of the run, latest first, and the re-run form."""
+    """Every version of the run, latest first, and the re-run form (a job: its inputs)."""
     versions = _versions_or_404(session, caller, instrument, run_number)
-    return _page(request, state, versions, removed_logs=_removed_logs(session, versions))
+    job = _job(session, instrument, run_number)
+    return _page(
+        request,
+        state,
+        versions,
+        removed_logs=_removed_logs(session, versions),
+        job=job,
+        job_view=None if job is None else _job_view(session, job),
+    )
 
 
 @router.get("/runs/{instrument}/{run_number}/versions-fragment", response_class=HTMLResponse)
@@ -129,8 +202,11 @@ def versions_fragment(
     """The versions alone, for the page's periodic refresh."""
     versions = _versions_or_404(session, caller, instrument, run_number)
     removed = _removed_logs(session, versions)
+    may_cancel = _may_cancel(request, _job(session, instrument, run_number))
     return render(
-        request, "run_versions.html", **_versions_context(versions, instrument, run_number, removed)
+        request,
+        "run_versions.html",
+        **_versions_context(versions, instrument, run_number, removed, may_cancel=may_cancel),
     )
 
 
@@ -195,10 +271,16 @@ def cancel(
     state: StateDep,
     caller: PageCaller,
 ) -> RedirectResponse:
-    """Cancel a Queued or Processing version (scientist of the instrument, admin)."""
-    if not caller.may_read(instrument):
-        raise HTTPException(status_code=404, detail=f"run {instrument} {run_number} not found")
-    _check_writer(request, caller, instrument)
+    """Cancel a Queued or Processing version (scientist of the instrument, admin; a job: its
+    creator, admin)."""
+    with state.database.read_session() as session:
+        _versions_or_404(session, caller, instrument, run_number)
+        job = _job(session, instrument, run_number)
+    if job is None:
+        _check_writer(request, caller, instrument)
+    else:
+        require_page_role(request, caller, "scientist", "admin")
+        check_job_canceller(caller, job)
     reason = form_text(form, "reason").strip() or f"cancelled by {caller.name} in the web UI"
     try:
         CancelRequest(reason=reason)

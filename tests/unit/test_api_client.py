@@ -7,6 +7,7 @@ the same client runs against the real API in ``tests/integration/test_cli_client
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -182,3 +183,63 @@ def test_login_file_is_0600_in_a_0700_directory_even_with_a_loose_umask(config_h
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert load_credentials().client_secret == "s"
+
+
+# --- the streamed multipart body of an upload -------------------------------------------------
+
+
+def _parsed(body: bytes, content_type: str) -> tuple[dict[bytes, bytes], bytes]:
+    """The one part's headers and data, as the API's streaming parser (python-multipart) sees."""
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    _, options = parse_options_header(content_type)
+    headers: dict[bytes, bytes] = {}
+    field, data = [b""], bytearray()
+
+    def header_field(d: bytes, s: int, e: int) -> None:
+        field[0] = d[s:e].lower()
+
+    def header_value(d: bytes, s: int, e: int) -> None:
+        headers[field[0]] = headers.get(field[0], b"") + d[s:e]
+
+    def part_data(d: bytes, s: int, e: int) -> None:
+        data.extend(d[s:e])
+
+    callbacks = {
+        "on_header_field": header_field,
+        "on_header_value": header_value,
+        "on_part_data": part_data,
+    }
+    parser = MultipartParser(options[b"boundary"], callbacks)  # type: ignore[arg-type]
+    parser.write(body)
+    parser.finalize()
+    return headers, bytes(data)
+
+
+def test_a_multipart_file_is_read_in_blocks_of_at_most_the_size_asked_and_rewinds(
+    tmp_path: Path,
+) -> None:
+    from python_multipart.multipart import parse_options_header
+
+    from autoreduce.api_client import MultipartFile
+
+    path = tmp_path / 'sample "1".nxs'
+    content = os.urandom(300_000)
+    path.write_bytes(content)
+    body = MultipartFile(path)
+
+    chunks = []
+    while chunk := body.read(65_536):
+        assert len(chunk) <= 65_536
+        chunks.append(chunk)
+    sent = b"".join(chunks)
+    body.seek(0)
+    again = b"".join(body)
+    body.close()
+
+    assert len(sent) == len(body) and again == sent
+    headers, data = _parsed(sent, body.content_type)
+    assert data == content
+    assert body.digest.hexdigest() == hashlib.sha256(content).hexdigest()
+    _, options = parse_options_header(headers[b"content-disposition"])
+    assert options[b"filename"] == b"sample %221%22.nxs"
