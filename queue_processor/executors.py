@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from autoreduce.db import Database
 from autoreduce.db.models import ReductionRun
 from autoreduce.failures import ErrorCategory
+from autoreduce.jobs import run_config
 from autoreduce.run_attempts import (
     Resources,
     finish_attempt,
@@ -135,7 +136,7 @@ class Executors:
         """Requeue the run for a retry with more resources; its reason, or None (no retry).
 
         ``also`` joins the requeue's transaction (the worker ships the attempt's last log lines)."""
-        config = self.settings.instruments.get(run.instrument)
+        config = run_config(self.settings, self.database, run)  # an instrument's, or a job's
         if config is None:
             return None
         plan = plan_retry(

@@ -29,7 +29,6 @@ from sqlalchemy import delete, select, update
 from autoreduce.db import Database
 from autoreduce.db.models import ReductionRun, RunStatus, RunStep, utcnow
 from autoreduce.failures import ErrorCategory
-from autoreduce.jobs import run_config
 from autoreduce.paths import UnsafePathError, confine
 from autoreduce.pipelines import Pipeline, PipelineError, Step, load_pipeline
 from autoreduce.plugin import RunInfo
@@ -364,15 +363,14 @@ def run_pipeline(
     run: ReductionRun,
     job: ReductionJob,
     stop_reason: Callable[[], str],
+    name: str,
 ) -> Outcome:
-    """Reduce ``run`` with its instrument's (or its job's) pipeline in ``job.work_dir``: the
-    worker's seam.
+    """Reduce ``run`` with the pipeline ``name`` (its instrument's or its job's) in
+    ``job.work_dir``: the worker's seam.
 
     A pipeline file that does not load fails the run (category ``plugin``) with the file and
     line in its reason; nothing else is affected.
     """
-    config = run_config(settings, database, run)
-    name = config.pipeline if config is not None else ""
     try:
         pipeline = load_pipeline(settings.resolved_pipelines_dir, name, plugins.names())
     except PipelineError as error:

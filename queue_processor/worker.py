@@ -25,7 +25,7 @@ from autoreduce.archive import DataFileError, checked_data_file
 from autoreduce.db import Database
 from autoreduce.db.models import ReductionRun, RunStatus, utcnow
 from autoreduce.failures import ErrorCategory, classify
-from autoreduce.jobs import JobInputError, drop_inputs, is_job, job_config, job_output_dir
+from autoreduce.jobs import JobInputError, drop_inputs, is_job, job_output_dir, run_config
 from autoreduce.jobs import stage_inputs as stage_job_inputs
 from autoreduce.logs import run_fields
 from autoreduce.messages import PENDING_QUEUE, InvalidMessage, parse_run_message
@@ -361,9 +361,7 @@ class QueueProcessor:
 
     def _config_of(self, run: ReductionRun) -> InstrumentConfig | None:
         """The instrument's configuration; a job's plugin and limits (autoreduce.jobs)."""
-        if is_job(run):
-            return job_config(self.settings, self.database, run)
-        return self.settings.instruments.get(run.instrument)
+        return run_config(self.settings, self.database, run)
 
     def _reduce_configured(
         self, run: ReductionRun, attempt: int, config: InstrumentConfig
@@ -423,7 +421,7 @@ class QueueProcessor:
             if config.pipeline:  # PIPELINE SEAM: its steps run as a DAG (pipeline_runner.py)
                 outcome = run_pipeline(
                     self.database, self.plugins, self.settings, run, job,
-                    stop_reason=lambda: self._stop_reason(run.id),
+                    stop_reason=lambda: self._stop_reason(run.id), name=config.pipeline,
                 )  # fmt: skip
             else:  # executor hook (slurm): local or Slurm, with the attempt's resources
                 outcome = self.executors.run(
@@ -635,7 +633,7 @@ class QueueProcessor:
                 plots=[Path(name) for name in outcome.plots],
                 summary=outcome.summary,
             )
-        config = self.settings.instruments.get(run.instrument)
+        config = self._config_of(run)  # a job's plugin too
         try:
             self.plugins.run_finished(
                 _run_info(run), str(status), result, plugin=config.plugin if config else None

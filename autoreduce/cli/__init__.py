@@ -63,7 +63,8 @@ COMMANDS = (
     _L(
         "cleanup",
         "retention:cleanup",
-        "Remove the logs and intermediate outputs of run versions finished before the cutoff.",
+        "Remove the logs and intermediate outputs of run versions finished before the cutoff, "
+        "and uploads past retention (setting uploads.keep_days).",
     ),
     _L(
         "token",
