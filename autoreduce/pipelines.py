@@ -129,13 +129,6 @@ class Step(BaseModel):
     options: dict[str, StepOption] = Field(default_factory=dict)
     rely: list[str] = Field(default_factory=list, description="Steps that must Complete first.")
 
-    @field_validator("executor")
-    @classmethod
-    def _executor_built(cls, value: str) -> str:
-        if value == "slurm":
-            raise ValueError("executor 'slurm' is not built yet; use 'local'")
-        return value
-
     @field_validator("env")
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:

@@ -29,14 +29,17 @@ from sqlalchemy import delete, select, update
 from autoreduce.db import Database
 from autoreduce.db.models import ReductionRun, RunStatus, RunStep, utcnow
 from autoreduce.failures import ErrorCategory
+from autoreduce.jobs import run_config
 from autoreduce.paths import UnsafePathError, confine
 from autoreduce.pipelines import Pipeline, PipelineError, Step, load_pipeline
 from autoreduce.plugin import RunInfo
 from autoreduce.plugin_approvals import PluginGate
 from autoreduce.plugin_manager import Plugins
-from autoreduce.settings import Settings
+from autoreduce.settings import InstrumentConfig, Settings
 from queue_processor.isolation import LOG_NAME, Outcome, ReductionJob, run_isolated
 from queue_processor.pipeline_steps import COMMAND, StepPlugins, files_below, is_plot
+from queue_processor.slurm import SlurmExecutor
+from queue_processor.slurm_job import job_document
 
 logger = logging.getLogger("autoreduce.process")
 _FAILED = (RunStatus.ERROR, RunStatus.SKIPPED, RunStatus.CANCELLED)  # a step's end but Completed
@@ -69,7 +72,9 @@ class PipelineRunner:
         pipeline: Pipeline,
         target: PipelineRun,
         stop_reason: Callable[[], str] = lambda: "",
+        slurm: SlurmSteps | None = None,
     ) -> None:
+        self.slurm = slurm
         self.database = database
         self.plugins = plugins
         self.pipeline = pipeline
@@ -157,6 +162,11 @@ class PipelineRunner:
             reason = f"plugin {step.plugin!r} cannot declare its variables: {error}"
             return Outcome(ok=False, reason=reason, category=ErrorCategory.PLUGIN.value)
         self._log(f"step {name}: started ({_resources(job, step)})")
+        if step.executor == "slurm":
+            if self.slurm is None:
+                reason = f"step {name}: executor 'slurm' needs the processor's settings"
+                return Outcome(ok=False, reason=reason, category=ErrorCategory.PLUGIN.value)
+            return self.slurm.run(job, step, inputs, self.stop_reason)
         return run_isolated(
             job, StepPlugins(self.plugins, step, inputs), stop_reason=self.stop_reason
         )
@@ -394,4 +404,30 @@ def run_pipeline(
         base_version=base[2] if base else None,
         max_parallel_steps=settings.pipeline_parallel_steps,
     )
-    return PipelineRunner(database, plugins, pipeline, target, stop_reason).run()
+    slurm = SlurmSteps(settings, database, run)
+    return PipelineRunner(database, plugins, pipeline, target, stop_reason, slurm).run()
+
+
+class SlurmSteps:
+    """Runs a pipeline's ``executor: slurm`` steps as Slurm jobs, with the step's CPUs and the
+    partition and ``sbatch`` options of the run's instrument (:meth:`SlurmExecutor.run_here`)."""
+
+    def __init__(self, settings: Settings, database: Database, run: ReductionRun) -> None:
+        self.executor = SlurmExecutor(settings, database, "")
+        self.config = run_config(settings, database, run)
+
+    def run(
+        self,
+        job: ReductionJob,
+        step: Step,
+        inputs: dict[str, Path],
+        stop_reason: Callable[[], str],
+    ) -> Outcome:
+        base = self.config or InstrumentConfig.model_construct(partition="", sbatch_options=[])
+        config = base.model_copy(update={"cpus": step.cpus})
+        document = {
+            **job_document(job),
+            "step": step.model_dump(mode="json"),
+            "inputs": {name: str(path) for name, path in inputs.items()},
+        }
+        return self.executor.run_here(job, config, document, stop_reason)

@@ -18,6 +18,7 @@ Slurm no longer knows â†’ retried like a crash, ``CANCELLED`` by someone else â†
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -27,9 +28,12 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from autoreduce.db import Database
 from autoreduce.failures import ErrorCategory
@@ -42,6 +46,7 @@ from queue_processor.slurm_job import JOB_FILE, OUT_DIR, VERDICT_FILE, job_docum
 logger = logging.getLogger("autoreduce.process")
 
 COMMAND_TIMEOUT_S = 30.0
+STOP_CHECK_S = 0.05  # how often a step's stop reason is asked between two reads of its job
 STOP_CHECK_S = 0.05  # how often the stop reason is asked between two reads of the job's state
 CANCEL_WAIT_S = 30.0
 ACTIVE = frozenset(
@@ -192,6 +197,53 @@ class SlurmExecutor:
                 retryable=True,
                 category=ErrorCategory.INFRASTRUCTURE.value,
             )
+
+    def run_here(
+        self,
+        job: ReductionJob,
+        config: InstrumentConfig,
+        document: dict[str, Any],
+        stop_reason: Callable[[], str],
+    ) -> Outcome:
+        """A pipeline step as a Slurm job, followed on the calling thread until it ends (its
+        pipeline holds the processor anyway); ``document`` is the job's ``job.json``."""
+        hex_id = uuid.uuid4().hex[:6]
+        name = f"autoreduce-{job.run_id}-step-{hex_id}"
+        job_dir = job.work_dir.parent / f".{job.work_dir.name}.slurm-{hex_id}"
+        (job_dir / OUT_DIR).mkdir(parents=True)
+        (job_dir / JOB_FILE).write_text(json.dumps(document), encoding="utf-8")
+        try:
+            job_id = _command(*sbatch_argv(self.settings, config, job, name, job_dir)).strip()
+        except SlurmError as error:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            return Outcome(
+                ok=False,
+                reason=f"could not submit to Slurm: {error}",
+                category=ErrorCategory.INFRASTRUCTURE.value,
+            )
+        job_id = job_id.split(";", 1)[0]
+        logger.info("run id %s: a pipeline step submitted to Slurm as job %s", job.run_id, job_id)
+        stopped = ""
+        state = JobState("PENDING")
+        while True:
+            with contextlib.suppress(SlurmError):  # the controller restarting: asked again
+                state = job_state(job_id)
+            if not state.active:
+                break
+            if not stopped and (stopped := stop_reason()):
+                cancel(job_id)
+            deadline = time.monotonic() + self.settings.slurm_poll_s
+            while time.monotonic() < deadline:
+                if not stopped and stop_reason():
+                    break
+                time.sleep(STOP_CHECK_S)
+        outcome = (
+            Outcome(ok=False, reason=stopped)
+            if stopped
+            else self.verdict(job_id, job_dir, job, state)
+        )
+        self.collect(job_dir, job.work_dir)
+        return outcome
 
     def _submit_or_find(
         self, job: ReductionJob, config: InstrumentConfig, run_id: int, attempt: int

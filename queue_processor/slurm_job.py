@@ -57,7 +57,14 @@ def main(job_dir: Path) -> int:
         memory_mb=int(document["memory_mb"]),
         run_id=document.get("run_id"),
     )
-    verdict = reduce_job(job, installed_plugins())
+    plugins = installed_plugins()
+    if "step" in document:  # a pipeline step: its environment, inputs or command
+        from autoreduce.pipelines import Step
+        from queue_processor.pipeline_steps import StepPlugins
+
+        inputs = {name: Path(path) for name, path in document["inputs"].items()}
+        plugins = StepPlugins(plugins, Step.model_validate(document["step"]), inputs)
+    verdict = reduce_job(job, plugins)
     partial = job_dir / f".{VERDICT_FILE}.partial"
     partial.write_text(json.dumps(verdict), encoding="utf-8")
     os.replace(partial, job_dir / VERDICT_FILE)

@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,8 +56,26 @@ def _slurm_clients(slurm: None, monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+MIXED = """\
+name: mixed
+steps:
+  calibrate:
+    command: "echo calibrated > calibration.txt"
+  fit:
+    executor: slurm
+    cpus: 1
+    command: >-
+      cat $AUTOREDUCE_INPUT_CALIBRATE/calibration.txt > fit.txt &&
+      echo "$SLURM_JOB_ID" > job.txt
+    rely: [calibrate]
+"""
+
+
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
+def settings(make_settings: Callable[..., Settings], database_url: str, tmp_path: Path) -> Settings:
+    pipelines = tmp_path / "pipelines"
+    pipelines.mkdir()
+    (pipelines / "mixed.yaml").write_text(MIXED)
     heavy = {"timeout_s": 300, "executor": "slurm", "memory_mb": 128, "max_memory_mb": 1024}
     return make_settings(
         HEAVY=instrument_config("noop", **heavy),
@@ -67,6 +86,8 @@ def settings(make_settings: Callable[..., Settings], database_url: str) -> Setti
         LOCALHOG=instrument_config(
             "noop", memory_mb=64, max_memory_mb=256, variables={"hold_mb": 96, "sleep_s": 1.0}
         ),
+        MIXED=instrument_config("", pipeline="mixed", timeout_s=300),
+        pipelines_dir=pipelines,
         database_url=database_url,
         public_read=True,
         heartbeat_interval_s=0.2,
@@ -86,7 +107,7 @@ def plugins() -> Plugins:
 
 @pytest.fixture
 def data_files(settings: Settings) -> None:
-    for instrument in ("HEAVY", "LATE", "SLOW", "SLEEPY", "HOG", "LOCALHOG"):
+    for instrument in ("HEAVY", "LATE", "SLOW", "SLEEPY", "HOG", "LOCALHOG", "MIXED"):
         for run_number in range(1, 6):
             data_file(settings, instrument, run_number)
 
@@ -347,3 +368,25 @@ def test_one_processor_follows_many_jobs_and_a_redelivered_message_starts_none(
     for number, row in zip((1, 3, 4), followed, strict=True):
         reaches(app_client, "SLOW", number, "Cancelled", timeout_s=60)
         assert wait_for(lambda row=row: job_state(row.slurm_job_id).state == "CANCELLED")
+
+
+def test_a_pipeline_step_with_executor_slurm_runs_as_a_slurm_job_on_its_inputs(
+    app_client: TestClient,
+    settings: Settings,
+    serving: QueueProcessor,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    submit("MIXED", 1)
+
+    done = reaches(app_client, "MIXED", 1, "Completed", timeout_s=120)
+
+    output_dir = settings.output_dir("MIXED", 1, 0, "")
+    assert (output_dir / "fit" / "fit.txt").read_text().strip() == "calibrated"
+    slurm_job = (output_dir / "fit" / "job.txt").read_text().strip()
+    assert slurm_job.isdigit()  # set only inside a Slurm job
+    assert job_state(slurm_job).state == "COMPLETED"
+    assert [(step["step"], step["state"]) for step in done["steps"]] == [
+        ("calibrate", "Completed"),
+        ("fit", "Completed"),
+    ]
+    assert not [p for p in output_dir.rglob("*") if ".slurm-" in p.name]

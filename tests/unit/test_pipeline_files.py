@@ -60,7 +60,7 @@ steps:
         ("name: p\nsteps:\n  a:\n    command: x\n    plugin: noop\n", 3, "exactly one of"),
         ("name: p\nsteps:\n  a: {command: x}\n  a: {command: y}\n", 4, "appears twice"),
         ("name: p\nsteps:\n  a:\n    command: x\n    cpus: many\n", 5, "cpus"),
-        ("name: p\nsteps:\n  a:\n    command: x\n    executor: slurm\n", 5, "not built yet"),
+        ("name: p\nsteps:\n  a:\n    command: x\n    executor: k8s\n", 5, "executor"),
         ("name: p\nsteps: [\n", 3, "not valid YAML"),
     ],
 )
