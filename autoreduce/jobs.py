@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from autoreduce.db import Database
 from autoreduce.db.models import Job, ReductionRun, Upload
 from autoreduce.paths import UnsafePathError, confine, safe_component
-from autoreduce.settings import InstrumentConfig, Settings
+from autoreduce.settings import Execution, InstrumentConfig, Settings
 from autoreduce.storage import ObjectStore, StoreError, fetch_upload
 
 JOB_INSTRUMENT = "JOB"
@@ -69,8 +69,8 @@ def job_config(
         output="{outputs}/{instrument}/{run_number}/v{run_version}",
         timeout_s=settings.jobs.timeout_s,
         memory_mb=settings.jobs.memory_mb,
-        executor="local",
         variables={},
+        **settings.jobs.model_dump(include=set(Execution.model_fields)),
     )
 
 
@@ -95,7 +95,10 @@ def job_output_dir(settings: Settings, run: ReductionRun) -> Path:
 
 
 def inputs_dir(settings: Settings, run: ReductionRun) -> Path:
-    """The processor's local scratch directory for a job run's inputs."""
+    """The scratch directory for a job run's inputs: the processor's own, or, for jobs on
+    Slurm, beside the job's outputs (the filesystem the nodes share)."""
+    if settings.jobs.executor == "slurm":
+        return job_output_dir(settings, run).parent / f".inputs-{run.id}"
     return settings.data_dir / "job-inputs" / str(run.id)
 
 

@@ -116,20 +116,11 @@ class ArchiveSettings(BaseModel):
     root: Path = Path("/archive")
 
 
-class InstrumentConfig(BaseModel):
-    """How one instrument's runs are found and reduced (``[instruments.NAME]`` in the TOML)."""
+class Execution(BaseModel):
+    """Where reductions run and with what (an instrument's settings, and ``[jobs]``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    plugin: str = Field("", description="Entry-point name of the reduction plugin.")
-    pipeline: str = Field(
-        "", description="Name of a pipeline file in `pipelines_dir`, instead of `plugin`."
-    )
-    lastruns: str
-    data: str
-    output: str = "{outputs}/{instrument}/{experiment_ref}/{run_number}/v{run_version}"
-    timeout_s: float = Field(3600.0, gt=0, description="Wall-clock limit of one reduction.")
-    memory_mb: int = Field(8192, gt=0, description="Memory a reduction may add, in MiB.")
     executor: Literal["local", "slurm"] = Field(
         "local", description="`local`: a child of the processor; `slurm`: an `sbatch` job."
     )
@@ -147,6 +138,27 @@ class InstrumentConfig(BaseModel):
         default_factory=list,
         description="Slurm: further `sbatch` options, each one `--name=value` argument.",
     )
+
+    @field_validator("sbatch_options")
+    @classmethod
+    def _sbatch_options(cls, value: list[str]) -> list[str]:
+        from autoreduce.slurm_options import check_sbatch_options
+
+        return check_sbatch_options(value)
+
+
+class InstrumentConfig(Execution):
+    """How one instrument's runs are found and reduced (``[instruments.NAME]`` in the TOML)."""
+
+    plugin: str = Field("", description="Entry-point name of the reduction plugin.")
+    pipeline: str = Field(
+        "", description="Name of a pipeline file in `pipelines_dir`, instead of `plugin`."
+    )
+    lastruns: str
+    data: str
+    output: str = "{outputs}/{instrument}/{experiment_ref}/{run_number}/v{run_version}"
+    timeout_s: float = Field(3600.0, gt=0, description="Wall-clock limit of one reduction.")
+    memory_mb: int = Field(8192, gt=0, description="Memory a reduction may add, in MiB.")
     variables: dict[str, Any] = Field(
         default_factory=dict, description="Instrument-wide defaults overriding the plugin's."
     )
@@ -155,13 +167,6 @@ class InstrumentConfig(BaseModel):
     @classmethod
     def _known_placeholders(cls, value: str, info: ValidationInfo) -> str:
         return check_template(str(info.field_name), value)
-
-    @field_validator("sbatch_options")
-    @classmethod
-    def _sbatch_options(cls, value: list[str]) -> list[str]:
-        from autoreduce.slurm_options import check_sbatch_options
-
-        return check_sbatch_options(value)
 
     @model_validator(mode="after")
     def _plugin_or_pipeline(self) -> InstrumentConfig:
@@ -173,10 +178,9 @@ class InstrumentConfig(BaseModel):
 STORAGE_URL = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/[A-Za-z0-9._/-]*)?$")
 
 
-class JobSettings(BaseModel):
-    """Reductions of uploads (``POST /api/v1/jobs``): runs of the ``JOB`` pseudo-instrument."""
-
-    model_config = ConfigDict(extra="forbid")
+class JobSettings(Execution):
+    """Reductions of uploads (``POST /api/v1/jobs``): runs of the ``JOB`` pseudo-instrument,
+    local or on Slurm like an instrument's (``executor``, ``partition``, ``cpus``…)."""
 
     plugins: list[str] = Field(
         default_factory=list,

@@ -45,6 +45,7 @@ from sqlalchemy import Select, or_, select, update
 
 from autoreduce.db.models import ProcessorHeartbeat, ReductionRun, RunAttempt, RunStatus, utcnow
 from autoreduce.failures import ErrorCategory
+from autoreduce.jobs import drop_inputs, is_job
 from autoreduce.paths import UnsafePathError
 from autoreduce.processors import SILENT_AFTER_BEATS
 from autoreduce.run_attempts import update_attempt
@@ -329,6 +330,8 @@ class SlurmFollower:
             run, job.attempt, reduction, output_dir, outcome, config.plugin, hand
         )
         processor.announce(run, job.attempt, verdict)
+        if is_job(run):  # its uploads, staged for the job
+            drop_inputs(self.settings, run)
 
     @property
     def following(self) -> int:

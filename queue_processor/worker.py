@@ -353,10 +353,13 @@ class QueueProcessor:
             return self._finish_early(
                 run, attempt, RunStatus.ERROR, reason, ErrorCategory.INFRASTRUCTURE
             )
+        handed_off = False
         try:
-            return self._reduce_configured(run, attempt, config)
+            verdict = self._reduce_configured(run, attempt, config)
+            handed_off = verdict.status is RunStatus.PROCESSING  # the follower drops them
+            return verdict
         finally:
-            if is_job(run):
+            if is_job(run) and not handed_off:
                 drop_inputs(self.settings, run)
 
     def _config_of(self, run: ReductionRun) -> InstrumentConfig | None:

@@ -88,6 +88,7 @@ def settings(make_settings: Callable[..., Settings], database_url: str, tmp_path
         ),
         MIXED=instrument_config("", pipeline="mixed", timeout_s=300),
         pipelines_dir=pipelines,
+        jobs={"plugins": ["noop"], "executor": "slurm", "memory_mb": 128, "timeout_s": 300},
         database_url=database_url,
         public_read=True,
         heartbeat_interval_s=0.2,
@@ -390,3 +391,36 @@ def test_a_pipeline_step_with_executor_slurm_runs_as_a_slurm_job_on_its_inputs(
         ("fit", "Completed"),
     ]
     assert not [p for p in output_dir.rglob("*") if ".slurm-" in p.name]
+
+
+def test_a_job_of_an_upload_is_reduced_on_slurm_and_its_staged_inputs_go(
+    app_client: TestClient,
+    auth: Auth,
+    db: Database,
+    settings: Settings,
+    serving: QueueProcessor,
+) -> None:
+    scientist = auth("scientist")
+    stored = app_client.post(
+        "/api/v1/uploads", files={"file": ("sample.dat", b"x" * 100)}, headers=scientist
+    )
+    assert stored.status_code == 201, stored.text
+    created = app_client.post(
+        "/api/v1/jobs", json={"plugin": "noop", "inputs": [stored.json()["id"]]}, headers=scientist
+    )
+    assert created.status_code == 201, created.text
+    job = created.json()
+
+    def finished() -> dict[str, Any] | None:
+        answer: dict[str, Any] = app_client.get(
+            f"/api/v1/jobs/{job['id']}", headers=scientist
+        ).json()
+        return answer if answer["status"] in ("Completed", "Error") else None
+
+    done = wait_for(finished, timeout_s=120, what="the job to finish")
+
+    assert done["status"] == "Completed", done["message"]
+    [row] = attempts(db, job["run"]["id"])
+    assert (row.executor, row.outcome, row.memory_mb) == ("slurm", "completed", 128)
+    assert job_state(row.slurm_job_id).state == "COMPLETED"
+    assert not list((settings.outputs_root / "JOB").rglob(".inputs-*"))  # staged, then dropped
