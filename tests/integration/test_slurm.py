@@ -82,6 +82,9 @@ def settings(make_settings: Callable[..., Settings], database_url: str, tmp_path
         LATE=instrument_config("noop", **heavy, sbatch_options=["--begin=now+2"]),
         SLOW=instrument_config("noop", **heavy, variables={"sleep_s": 120.0}),
         SLEEPY=instrument_config("noop", **heavy, variables={"sleep_s": 8.0}),
+        LIMITED=instrument_config(
+            "noop", **{**heavy, "timeout_s": 1}, variables={"sleep_s": 600.0}
+        ),
         HOG=instrument_config("noop", **heavy, variables={"hold_mb": 160}),
         LOCALHOG=instrument_config(
             "noop", memory_mb=64, max_memory_mb=256, variables={"hold_mb": 96, "sleep_s": 1.0}
@@ -108,7 +111,7 @@ def plugins() -> Plugins:
 
 @pytest.fixture
 def data_files(settings: Settings) -> None:
-    for instrument in ("HEAVY", "LATE", "SLOW", "SLEEPY", "HOG", "LOCALHOG", "MIXED"):
+    for instrument in ("HEAVY", "LATE", "SLOW", "SLEEPY", "HOG", "LOCALHOG", "MIXED", "LIMITED"):
         for run_number in range(1, 6):
             data_file(settings, instrument, run_number)
 
@@ -424,3 +427,20 @@ def test_a_job_of_an_upload_is_reduced_on_slurm_and_its_staged_inputs_go(
     assert (row.executor, row.outcome, row.memory_mb) == ("slurm", "completed", 128)
     assert job_state(row.slurm_job_id).state == "COMPLETED"
     assert not list((settings.outputs_root / "JOB").rglob(".inputs-*"))  # staged, then dropped
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # a minute of Slurm's: once
+def test_a_job_past_its_time_limit_ends_timeout_in_slurm_and_error_on_the_run(
+    app_client: TestClient,
+    db: Database,
+    serving: QueueProcessor,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    run = submit("LIMITED", 1)  # --time=0:01 (Slurm enforces a minute, checked every ~30 s)
+
+    done = reaches(app_client, "LIMITED", 1, "Error", timeout_s=240)
+
+    [row] = attempts(db, run["id"])
+    assert (row.slurm_state, row.outcome) == ("TIMEOUT", "timeout")
+    assert done["message"] == f"Slurm job {row.slurm_job_id} exceeded its 1 s time limit (TIMEOUT)"
+    assert done["error_category"] == "timeout"
