@@ -149,8 +149,10 @@ class QueueProcessor:
 
     @property
     def follows_slurm(self) -> bool:
-        """True if an instrument here reduces on Slurm (its processors follow Slurm jobs)."""
-        return any(config.executor == "slurm" for config in self.settings.instruments.values())
+        """True if an instrument here, or ``[jobs]``, reduces on Slurm (then its processors
+        follow Slurm jobs, and adopt those of processors that stopped)."""
+        executors = [config.executor for config in self.settings.instruments.values()]
+        return "slurm" in [*executors, self.settings.jobs.executor]
 
     def serve(self) -> None:
         """Consume until :meth:`stop` is called."""

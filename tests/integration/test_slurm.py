@@ -13,21 +13,23 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from autoreduce.db import Database
-from autoreduce.db.models import ReductionRun, RunAttempt
+from autoreduce.db.models import ProcessorHeartbeat, ReductionRun, RunAttempt, utcnow
 from autoreduce.messages import parse_run_message
 from autoreduce.outbox import outbox_message
 from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.settings import Settings
 from queue_processor.claim import Decision, claim_run
 from queue_processor.slurm import job_state
+from queue_processor.slurm_follower import Job
 from queue_processor.worker import QueueProcessor
 from tests.api_client import RUNS, data_file, reaches, run_body, version
 from tests.conftest import approve_builtin_plugins, instrument_config
@@ -444,3 +446,55 @@ def test_a_job_past_its_time_limit_ends_timeout_in_slurm_and_error_on_the_run(
     assert (row.slurm_state, row.outcome) == ("TIMEOUT", "timeout")
     assert done["message"] == f"Slurm job {row.slurm_job_id} exceeded its 1 s time limit (TIMEOUT)"
     assert done["error_category"] == "timeout"
+
+
+def test_a_stopped_processors_jobs_are_adopted_once_and_its_late_finish_is_fenced(
+    db: Database,
+    settings: Settings,
+    approved: None,
+    submit: Callable[..., dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    """Adoption and the finishing fence in the database alone (no Slurm job needed)."""
+    now = utcnow()
+    runs = [submit("SLEEPY", number)["id"] for number in (1, 2)]
+    with db.session() as session:
+        for processor, stopped in (("gone", now), ("heir", None), ("rival", None)):
+            session.add(
+                ProcessorHeartbeat(
+                    id=processor, host="h", pid=1, started_at=now,
+                    last_seen_at=now + timedelta(hours=1), stopped_at=stopped,  # beating well
+                )
+            )  # fmt: skip
+        for run_id, finished in zip(runs, (None, now - timedelta(seconds=400)), strict=True):
+            session.execute(
+                update(ReductionRun)
+                .where(ReductionRun.id == run_id)
+                .values(status="Processing", attempts=1, processor="gone")
+            )
+            session.add(
+                RunAttempt(
+                    run_id=run_id, attempt=1, processor="gone", executor="slurm", memory_mb=128,
+                    cpus=1, timeout_s=300, slurm_job_id="999999", job_dir=str(tmp_path),
+                    handed_off_at=now, finished_at=finished,
+                )
+            )  # fmt: skip
+    processors = {
+        name: QueueProcessor(settings, database=db, processor_id=name)
+        for name in ("gone", "heir", "rival")
+    }
+    try:
+        # both: one followed when its processor stopped, one whose recording of its end died
+        assert processors["heir"].follower.adopt_orphans() == 2
+        assert processors["rival"].follower.adopt_orphans() == 0  # the heir is alive
+        rows = [attempts(db, run_id)[0] for run_id in runs]
+        assert [(row.processor, row.finished_at) for row in rows] == [("heir", None)] * 2
+        with db.read_session() as session:
+            assert {session.get(ReductionRun, run_id).processor for run_id in runs} == {"heir"}
+        late = Job(runs[0], 1, "999999", tmp_path, 128, 300.0, cancel_asked=False)
+        assert not processors["gone"].follower._take_finish(late)  # its own stopped processor
+        assert processors["heir"].follower._take_finish(late)
+        assert not processors["heir"].follower._take_finish(late)  # once
+    finally:
+        for processor in processors.values():
+            processor.transport.close()
