@@ -222,6 +222,8 @@ class Facility:
     port: int = field(default_factory=free_port)
     token: str = ""
     instruments: tuple[str, ...] = (INSTRUMENT,)
+    settings_lines: tuple[str, ...] = ()  # more lines of each instrument's section
+    variables: tuple[str, ...] = ("sleep_s = 0.0",)
 
     @property
     def api_url(self) -> str:
@@ -258,8 +260,9 @@ class Facility:
                 'lastruns = "{root}/NDX{instrument}/logs/lastruns.txt"',
                 'data = "{root}/NDX{instrument}/data/cycle_*/{instrument}{run_number:08d}.nxs"',
                 "timeout_s = 120",
+                *self.settings_lines,
                 f"[instruments.{instrument}.variables]",
-                "sleep_s = 0.0",
+                *self.variables,
             ]
         path = self.root / "autoreduce.toml"
         path.parent.mkdir(parents=True, exist_ok=True)
