@@ -13,12 +13,13 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from autoreduce.audit import Actor, record_event
 from autoreduce.db import Database
-from autoreduce.db.models import ProcessorHeartbeat, ReductionRun, utcnow
+from autoreduce.db.models import ProcessorHeartbeat, ReductionRun, RunAttempt, utcnow
+from autoreduce.run_attempts import handed_off_attempts
 
 SILENT_AFTER_BEATS = 3
 """A processor whose last beat is older than this many heartbeat intervals counts as dead."""
@@ -67,6 +68,7 @@ class ProcessorView:
     drained_at: datetime | None
     state: ProcessorState
     current_run: CurrentRun | None
+    slurm_jobs: int = 0  # handed-off Slurm jobs its follower follows
 
     @property
     def alive(self) -> bool:
@@ -105,12 +107,29 @@ def list_processors(
         run.id: run
         for run in session.scalars(select(ReductionRun).where(ReductionRun.id.in_(run_ids)))
     }
-    views = [_view(row, _state(row, horizon), runs.get(row.current_run_id or 0)) for row in rows]
+    following = followed_slurm_jobs(session)
+    views = [
+        _view(row, _state(row, horizon), runs.get(row.current_run_id or 0), following)
+        for row in rows
+    ]
     return sorted(views, key=lambda view: not view.alive)  # stable: recency kept within each
 
 
+def followed_slurm_jobs(session: Session) -> dict[str, int]:
+    """How many handed-off Slurm jobs each processor follows (of runs in Processing)."""
+    rows = session.execute(
+        handed_off_attempts(RunAttempt.processor, func.count())
+        .where(RunAttempt.finished_at.is_(None))
+        .group_by(RunAttempt.processor)
+    )
+    return {processor: int(count) for processor, count in rows}
+
+
 def _view(
-    row: ProcessorHeartbeat, state: ProcessorState, run: ReductionRun | None
+    row: ProcessorHeartbeat,
+    state: ProcessorState,
+    run: ReductionRun | None,
+    following: dict[str, int],
 ) -> ProcessorView:
     current = None
     if run is not None:
@@ -135,6 +154,7 @@ def _view(
         drained_at=row.drained_at,
         state=state,
         current_run=current,
+        slurm_jobs=following.get(row.id, 0),
     )
 
 

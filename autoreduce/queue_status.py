@@ -80,6 +80,7 @@ class ProcessorReport(BaseModel):
     drain_requested_by: str
     drained_at: datetime | None
     current_run: CurrentRunReport | None
+    slurm_jobs: int = Field(0, description="Slurm jobs its follower follows (handed off).")
 
 
 class QueueStatus(BaseModel):
@@ -169,6 +170,7 @@ def processor_report(view: ProcessorView) -> ProcessorReport:
         drain_requested_at=view.drain_requested_at,
         drain_requested_by=view.drain_requested_by,
         drained_at=view.drained_at,
+        slurm_jobs=view.slurm_jobs,
         current_run=None
         if current is None
         else CurrentRunReport(

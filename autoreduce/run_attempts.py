@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from autoreduce.db import Database
-from autoreduce.db.models import ReductionRun, RunAttempt, utcnow
+from autoreduce.db.models import ReductionRun, RunAttempt, RunStatus, utcnow
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,23 @@ def finish_attempt(
         reason=reason[:1000],
         finished_at=utcnow(),
         **values,
+    )
+
+
+def handed_off_attempts(*columns: Any) -> Select[Any]:
+    """``columns`` of the runs in Processing joined to their current attempt, when that attempt
+    handed its Slurm job to a follower (driven by the runs in Processing: few, indexed)."""
+    return (
+        select(*columns)
+        .select_from(ReductionRun)
+        .join(
+            RunAttempt,
+            (RunAttempt.run_id == ReductionRun.id) & (RunAttempt.attempt == ReductionRun.attempts),
+        )
+        .where(
+            ReductionRun.status == RunStatus.PROCESSING.value,
+            RunAttempt.handed_off_at.is_not(None),
+        )
     )
 
 

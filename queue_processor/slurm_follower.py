@@ -39,16 +39,16 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import or_, update
 
 from autoreduce.db.models import ProcessorHeartbeat, ReductionRun, RunAttempt, RunStatus, utcnow
 from autoreduce.failures import ErrorCategory
 from autoreduce.jobs import drop_inputs, is_job
 from autoreduce.paths import UnsafePathError
 from autoreduce.processors import SILENT_AFTER_BEATS
-from autoreduce.run_attempts import update_attempt
+from autoreduce.run_attempts import handed_off_attempts, update_attempt
 from queue_processor.isolation import LOG_NAME, ReductionJob
 from queue_processor.log_shipper import LogLimits, LogShipper
 from queue_processor.record import work_dir_for
@@ -158,8 +158,7 @@ class SlurmFollower:
         lease = utcnow() - timedelta(seconds=FINISH_LEASE_S)
         with self.database.read_session() as session:
             orphans = session.execute(
-                _current_attempts()
-                .with_only_columns(RunAttempt.run_id, RunAttempt.attempt, RunAttempt.processor)
+                handed_off_attempts(RunAttempt.run_id, RunAttempt.attempt, RunAttempt.processor)
                 .outerjoin(ProcessorHeartbeat, ProcessorHeartbeat.id == RunAttempt.processor)
                 .where(
                     RunAttempt.processor != self.processor_id,
@@ -203,8 +202,7 @@ class SlurmFollower:
         """The jobs this processor follows: of runs Processing on a handed-off attempt."""
         with self.database.read_session() as session:
             rows = session.execute(
-                _current_attempts()
-                .with_only_columns(
+                handed_off_attempts(
                     RunAttempt.run_id,
                     RunAttempt.attempt,
                     RunAttempt.slurm_job_id,
@@ -336,19 +334,3 @@ class SlurmFollower:
     @property
     def following(self) -> int:
         return len(self._following)
-
-
-def _current_attempts() -> Select[Any]:
-    """Runs in Processing joined to their current attempt, when it was handed off."""
-    return (
-        select(RunAttempt.run_id)
-        .select_from(ReductionRun)
-        .join(
-            RunAttempt,
-            (RunAttempt.run_id == ReductionRun.id) & (RunAttempt.attempt == ReductionRun.attempts),
-        )
-        .where(
-            ReductionRun.status == RunStatus.PROCESSING.value,
-            RunAttempt.handed_off_at.is_not(None),
-        )
-    )

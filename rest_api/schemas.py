@@ -372,6 +372,7 @@ class ProcessorItem(BaseModel):
     stopped_at: datetime | None
     current_run_id: int | None
     alive: bool
+    slurm_jobs: int = Field(0, description="Slurm jobs its follower follows (handed off to it).")
 
 
 class Health(BaseModel):

@@ -111,15 +111,18 @@ def _print_status(status: QueueStatus) -> None:
 def _print_processors(console: Console, reports: list[ProcessorReport]) -> None:
     from rich.table import Table
 
-    table = Table("id", "host", "pid", "state", "last seen", "current run", title="Processors")
+    table = Table(
+        "id", "host", "pid", "state", "last seen", "current run", "Slurm jobs", title="Processors"
+    )
     for report in reports:
         current = report.current_run
         run = "" if current is None else f"{current.run} (attempt {current.attempts})"
         if report.drain_requested_at is not None:
             run = f"{run} [drain asked by {report.drain_requested_by}]".strip()
         table.add_row(
-            report.id, report.host, str(report.pid), report.state, _when(report.last_seen_at), run
-        )
+            report.id, report.host, str(report.pid), report.state, _when(report.last_seen_at), run,
+            str(report.slurm_jobs or ""),
+        )  # fmt: skip
     console.print(table)
     alive = sum(1 for report in reports if report.alive)
     console.print(f"{alive} processor(s) alive")

@@ -10,6 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from autoreduce.db.models import ProcessorHeartbeat, utcnow
+from autoreduce.processors import followed_slurm_jobs
 from autoreduce.state_machine import one_line
 from rest_api.auth import ReaderDep
 from rest_api.dependencies import ApiState, SessionDep, StateDep
@@ -59,6 +60,7 @@ def processor_items(state: ApiState, session: Session) -> list[ProcessorItem]:
         .where(ProcessorHeartbeat.last_seen_at >= history)
         .order_by(ProcessorHeartbeat.last_seen_at.desc(), ProcessorHeartbeat.id)
     ).all()
+    following = followed_slurm_jobs(session)
     items = [
         ProcessorItem(
             id=row.id,
@@ -69,6 +71,7 @@ def processor_items(state: ApiState, session: Session) -> list[ProcessorItem]:
             stopped_at=row.stopped_at,
             current_run_id=row.current_run_id,
             alive=row.stopped_at is None and row.last_seen_at >= horizon,
+            slurm_jobs=following.get(row.id, 0),
         )
         for row in rows
     ]

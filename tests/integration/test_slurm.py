@@ -356,6 +356,8 @@ def test_one_processor_follows_many_jobs_and_a_redelivered_message_starts_none(
     assert len({row.slurm_job_id for row in followed}) == 3
     assert all(job_state(row.slurm_job_id).active for row in followed)
     assert wait_for(lambda: serving.follower.following == 3, timeout_s=30)
+    shown = app_client.get("/api/v1/processors", headers=auth("admin")).json()
+    assert {item["id"]: item["slurm_jobs"] for item in shown}["p1"] == 3
 
     # the message of a followed run, delivered again, is dropped: no second attempt or job
     with db.read_session() as session:
