@@ -54,6 +54,8 @@ def settings(make_settings: Callable[..., Settings], database: Database) -> Sett
         WISH=instrument("noop"),
         LOOKUP=instrument("raises_lookup_error"),
         GONE=instrument("reads_a_missing_file"),
+        # hoarding memory must meet its limit before its time limit, even on a loaded machine
+        HOARD={**instrument("noop"), "timeout_s": 60},
         database_url=database.url,
         retry_delay_s=0,
     )
@@ -124,7 +126,7 @@ def test_a_different_exception_has_a_different_fingerprint(
     [
         ({"fault": "raise"}, "plugin"),
         ({"fault": "hang"}, "timeout"),
-        ({"fault": "memory"}, "memory"),
+        ({"fault": "memory", "instrument": "HOARD"}, "memory"),
         ({"fault": "segfault"}, "crash"),
         ({"fault": "exit"}, "crash"),
         ({"with_data": False}, "data"),
