@@ -358,6 +358,7 @@ def test_one_processor_follows_many_jobs_and_a_redelivered_message_starts_none(
     assert wait_for(lambda: serving.follower.following == 3, timeout_s=30)
     shown = app_client.get("/api/v1/processors", headers=auth("admin")).json()
     assert {item["id"]: item["slurm_jobs"] for item in shown}["p1"] == 3
+    assert "following 3 Slurm jobs" in app_client.get("/").text  # the overview page
 
     # the message of a followed run, delivered again, is dropped: no second attempt or job
     with db.read_session() as session:
