@@ -139,8 +139,12 @@ class LogShipper:
         attempt: int,
         log_path: Path,
         limits: LogLimits | None = None,
+        resume: bool = False,
     ) -> None:
+        """``resume``: the file is one this attempt's lines were shipped from already (a Slurm
+        job adopted by another processor's follower): those first lines are not shipped again."""
         self.database = database
+        self.resume = resume
         self.run_id = run_id
         self.attempt = attempt
         self.limits = limits or LogLimits()
@@ -151,6 +155,7 @@ class LogShipper:
         self._stopping = threading.Event()
         self._flush_at_stop = True
         self._numbered = False  # earlier attempts' numbering and budget read
+        self._skip = 0  # lines of the file this attempt shipped already (an adopted Slurm job)
         self._broken = False  # another writer owns this run's lines: ship nothing more
         self._thread = threading.Thread(
             target=self._ship_until_stopped, name=f"log-shipper-{run_id}", daemon=True
@@ -190,7 +195,7 @@ class LogShipper:
             return
         if not self._numbered:
             self._resume_numbering(session)
-            self._pending = self._budget.admit(self._pending)
+            self._pending = self._budget.admit(self._unshipped(self._pending))
         rows = self._rows()
         if not rows:
             return
@@ -227,6 +232,17 @@ class LogShipper:
                 func.sum(func.length(RunLogLine.text)),
             ).where(RunLogLine.run_id == self.run_id)
         ).one()
+        # a follower adopting a Slurm job reads its log from the start: what the same attempt
+        # shipped before is not shipped twice
+        if self.resume:
+            self._skip = (
+                session.scalar(
+                    select(func.count(RunLogLine.id)).where(
+                        RunLogLine.run_id == self.run_id, RunLogLine.attempt == self.attempt
+                    )
+                )
+                or 0
+            )
         truncated = session.scalar(
             select(func.count(RunLogLine.id)).where(
                 RunLogLine.run_id == self.run_id, RunLogLine.text == TRUNCATED_MARKER
@@ -244,10 +260,16 @@ class LogShipper:
         if self._broken:
             return
         if self._numbered:
-            self._pending.extend(self._budget.admit(lines))
+            self._pending.extend(self._budget.admit(self._unshipped(lines)))
         else:  # the budget is applied when the numbering is read; more would be dropped then
             room = self.limits.max_lines + 1 - len(self._pending)
             self._pending.extend(lines[: max(room, 0)])
+
+    def _unshipped(self, lines: list[str]) -> list[str]:
+        """``lines`` without those the same attempt shipped already (the file's first ones)."""
+        skipped = lines[: self._skip]
+        self._skip -= len(skipped)
+        return lines[len(skipped) :]
 
     def _rows(self) -> list[dict[str, object]]:
         logged_at = utcnow()
@@ -269,7 +291,7 @@ class LogShipper:
             with self.database.session() as session:
                 if not self._numbered:
                     self._resume_numbering(session)
-                    self._pending = self._budget.admit(self._pending)
+                    self._pending = self._budget.admit(self._unshipped(self._pending))
                 rows = self._rows()
                 session.execute(insert(RunLogLine), rows)
         except IntegrityError:  # another processor took the run over and numbers its lines

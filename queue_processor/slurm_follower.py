@@ -234,6 +234,7 @@ class SlurmFollower:
             attempt=job.attempt,
             log_path=job.job_dir / OUT_DIR / LOG_NAME,
             limits=LogLimits.from_settings(self.settings),
+            resume=True,  # adopted: what the earlier follower shipped is not shipped again
         )
         shipper.start()
         following = Following(shipper)

@@ -22,12 +22,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from autoreduce.db import Database
-from autoreduce.db.models import ProcessorHeartbeat, ReductionRun, RunAttempt, utcnow
+from autoreduce.db.models import ProcessorHeartbeat, ReductionRun, RunAttempt, RunLogLine, utcnow
 from autoreduce.messages import parse_run_message
 from autoreduce.outbox import outbox_message
 from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.settings import Settings
 from queue_processor.claim import Decision, claim_run
+from queue_processor.log_shipper import LogShipper
 from queue_processor.slurm import job_state
 from queue_processor.slurm_follower import Job
 from queue_processor.worker import QueueProcessor
@@ -501,3 +502,28 @@ def test_a_stopped_processors_jobs_are_adopted_once_and_its_late_finish_is_fence
     finally:
         for processor in processors.values():
             processor.transport.close()
+
+
+def test_an_adopted_jobs_log_is_shipped_on_without_repeating_a_line(
+    db: Database, submit: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    run_id = submit("SLEEPY", 3)["id"]
+    log = tmp_path / "reduction.log"
+    log.write_text("one\ntwo\nthree\n")
+    with LogShipper(db, run_id=run_id, attempt=1, log_path=log, resume=True):
+        pass  # the first follower ships what the job wrote so far, then its processor stops
+    with log.open("a") as more:
+        more.write("four\nfive\n")
+
+    with LogShipper(db, run_id=run_id, attempt=1, log_path=log, resume=True):
+        pass  # the adopter reads the file from its start
+
+    with db.read_session() as session:
+        shipped = session.execute(
+            select(RunLogLine.seq, RunLogLine.text)
+            .where(RunLogLine.run_id == run_id)
+            .order_by(RunLogLine.seq)
+        ).all()
+    assert [tuple(row) for row in shipped] == [
+        (1, "one"), (2, "two"), (3, "three"), (4, "four"), (5, "five")
+    ]  # fmt: skip
