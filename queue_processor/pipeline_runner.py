@@ -16,6 +16,7 @@ that is neither ``from_step`` nor relies on it, when that step Completed there; 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import threading
 from collections.abc import Callable
@@ -38,11 +39,12 @@ from autoreduce.plugin_manager import Plugins
 from autoreduce.settings import InstrumentConfig, Settings
 from queue_processor.isolation import LOG_NAME, Outcome, ReductionJob, run_isolated
 from queue_processor.pipeline_steps import COMMAND, StepPlugins, files_below, is_plot
-from queue_processor.slurm import SlurmExecutor
+from queue_processor.slurm import RUNNING_MESSAGE, SlurmExecutor, cancel
 from queue_processor.slurm_job import job_document
 
 logger = logging.getLogger("autoreduce.process")
 _FAILED = (RunStatus.ERROR, RunStatus.SKIPPED, RunStatus.CANCELLED)  # a step's end but Completed
+SLURM_JOB = re.compile(r"in Slurm as job (\d+)")
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,15 @@ class PipelineRunner:
             if self.slurm is None:
                 reason = f"step {name}: executor 'slurm' needs the processor's settings"
                 return Outcome(ok=False, reason=reason, category=ErrorCategory.PLUGIN.value)
-            return self.slurm.run(job, step, inputs, self.stop_reason)
+            return self.slurm.run(
+                job,
+                step,
+                inputs,
+                self.stop_reason,
+                lambda job_id: self._mark(
+                    name, RunStatus.PROCESSING, message=RUNNING_MESSAGE.format(job_id)
+                ),
+            )
         return run_isolated(
             job, StepPlugins(self.plugins, step, inputs), stop_reason=self.stop_reason
         )
@@ -290,8 +300,19 @@ class PipelineRunner:
     # -- records --------------------------------------------------------------------------------
 
     def _record_plan(self) -> None:
-        """One Queued row per step (an earlier attempt's rows replaced)."""
+        """One Queued row per step (an earlier attempt's rows replaced; the Slurm jobs of its
+        steps that were still running when its processor died are cancelled)."""
         with self.database.session() as session:
+            orphans = session.scalars(
+                select(RunStep.message).where(
+                    RunStep.run_id == self.target.run_id,
+                    RunStep.executor == "slurm",
+                    RunStep.state == RunStatus.PROCESSING.value,
+                )
+            ).all()
+            for message in orphans:
+                if found := SLURM_JOB.search(message):
+                    cancel(found.group(1))
             session.execute(delete(RunStep).where(RunStep.run_id == self.target.run_id))
             for position, (name, step) in enumerate(self.pipeline.steps.items()):
                 session.add(
@@ -422,6 +443,7 @@ class SlurmSteps:
         step: Step,
         inputs: dict[str, Path],
         stop_reason: Callable[[], str],
+        submitted: Callable[[str], None],
     ) -> Outcome:
         base = self.config or InstrumentConfig.model_construct(partition="", sbatch_options=[])
         config = base.model_copy(update={"cpus": step.cpus})
@@ -430,4 +452,4 @@ class SlurmSteps:
             "step": step.model_dump(mode="json"),
             "inputs": {name: str(path) for name, path in inputs.items()},
         }
-        return self.executor.run_here(job, config, document, stop_reason)
+        return self.executor.run_here(job, config, document, stop_reason, submitted)

@@ -204,9 +204,11 @@ class SlurmExecutor:
         config: InstrumentConfig,
         document: dict[str, Any],
         stop_reason: Callable[[], str],
+        submitted: Callable[[str], None] = lambda job_id: None,
     ) -> Outcome:
         """A pipeline step as a Slurm job, followed on the calling thread until it ends (its
-        pipeline holds the processor anyway); ``document`` is the job's ``job.json``."""
+        pipeline holds the processor anyway); ``document`` is the job's ``job.json``,
+        ``submitted`` is told the job's id."""
         hex_id = uuid.uuid4().hex[:6]
         name = f"autoreduce-{job.run_id}-step-{hex_id}"
         job_dir = job.work_dir.parent / f".{job.work_dir.name}.slurm-{hex_id}"
@@ -223,6 +225,7 @@ class SlurmExecutor:
             )
         job_id = job_id.split(";", 1)[0]
         logger.info("run id %s: a pipeline step submitted to Slurm as job %s", job.run_id, job_id)
+        submitted(job_id)
         stopped = ""
         state = JobState("PENDING")
         while True:

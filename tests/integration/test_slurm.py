@@ -22,14 +22,21 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from autoreduce.db import Database
-from autoreduce.db.models import ProcessorHeartbeat, ReductionRun, RunAttempt, RunLogLine, utcnow
+from autoreduce.db.models import (
+    ProcessorHeartbeat,
+    ReductionRun,
+    RunAttempt,
+    RunLogLine,
+    RunStep,
+    utcnow,
+)
 from autoreduce.messages import parse_run_message
 from autoreduce.outbox import outbox_message
 from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.settings import Settings
 from queue_processor.claim import Decision, claim_run
 from queue_processor.log_shipper import LogShipper
-from queue_processor.slurm import job_state
+from queue_processor.slurm import _command, cancel, job_state
 from queue_processor.slurm_follower import Job
 from queue_processor.worker import QueueProcessor
 from tests.api_client import RUNS, data_file, reaches, run_body, version
@@ -527,3 +534,33 @@ def test_an_adopted_jobs_log_is_shipped_on_without_repeating_a_line(
     assert [tuple(row) for row in shipped] == [
         (1, "one"), (2, "two"), (3, "three"), (4, "four"), (5, "five")
     ]  # fmt: skip
+
+
+def test_a_step_job_left_running_by_a_dead_processor_is_cancelled_when_the_run_is_retried(
+    app_client: TestClient,
+    db: Database,
+    settings: Settings,
+    approved: None,
+    submit: Callable[..., dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    run_id = submit("MIXED", 2)["id"]
+    orphan = _command(
+        "sbatch", "--parsable", f"--chdir={tmp_path}", "--output=/dev/null", "--mem=64M",
+        "--wrap=exec sleep 600",
+    ).strip()  # fmt: skip
+    with db.session() as session:  # as the earlier attempt's processor left it when it died
+        session.add(
+            RunStep(
+                run_id=run_id, step="fit", position=1, state="Processing", plugin="command",
+                executor="slurm", message=f"running in Slurm as job {orphan}",
+            )
+        )  # fmt: skip
+
+    try:
+        with serve_in_thread(settings, db, "p2"):
+            reaches(app_client, "MIXED", 2, "Completed", timeout_s=120)
+
+        assert wait_for(lambda: job_state(orphan).state == "CANCELLED", timeout_s=30)
+    finally:
+        cancel(orphan)  # a failing test leaves no job holding the node's CPU
