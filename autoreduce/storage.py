@@ -148,16 +148,18 @@ class ObjectStore:
         except (BotoCoreError, ClientError, OSError) as error:
             raise self._fail(f"uploading {key}", error) from None
 
-    def fetch(self, key: str, destination: Path) -> None:
-        """Download ``key`` to ``destination`` (created or replaced)."""
+    def fetch(self, key: str, destination: Path) -> str:
+        """Download ``key`` to ``destination`` (created or replaced); its SHA-256."""
         from botocore.exceptions import BotoCoreError, ClientError
 
+        digest = hashlib.sha256()
         try:
             with destination.open("wb") as target:
-                self.client.download_fileobj(self.bucket, key, target)
+                self.client.download_fileobj(self.bucket, key, _Hashing(target, digest))
         except (BotoCoreError, ClientError, OSError) as error:
             destination.unlink(missing_ok=True)
             raise self._fail(f"downloading {key}", error) from None
+        return digest.hexdigest()
 
     def open(self, key: str) -> StoredObject:
         """Stream ``key``; raise :class:`NotInStore` if it is absent."""
@@ -265,22 +267,39 @@ class ObjectStore:
     def open_output(self, base_url: str, name: str) -> StoredObject:
         return self.open(f"{self.key_of(base_url)}/{object_name(name)}")
 
+    def fetch_output(
+        self, base_url: str, name: str, entry: dict[str, Any], destination: Path
+    ) -> None:
+        """Download the published output ``name`` to ``destination``, checked against its
+        manifest ``entry`` (size and SHA-256): raise :class:`StoreError`, the file removed, if
+        it is absent or differs."""
+        key = f"{self.key_of(base_url)}/{object_name(name)}"
+        digest = self.fetch(key, destination)
+        size = destination.stat().st_size
+        if digest != entry.get("sha256", digest) or size != entry.get("size", size):
+            destination.unlink(missing_ok=True)
+            raise StoreError(f"downloading {key}: it differs from its manifest entry")
+
     # --- uploads ------------------------------------------------------------------------------
     def upload_key(self, upload_id: str) -> str:
         return self.key("uploads", safe_component(upload_id, what="upload id"))
 
 
 class _Hashing:
-    """A file object that hashes what is read from it."""
+    """A file object that hashes what is read from it or written to it."""
 
-    def __init__(self, source: IO[bytes], digest: Any) -> None:
-        self.source = source
+    def __init__(self, stream: IO[bytes], digest: Any) -> None:
+        self.stream = stream
         self.digest = digest
 
     def read(self, size: int = -1) -> bytes:
-        data = self.source.read(size)
+        data = self.stream.read(size)
         self.digest.update(data)
         return data
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.stream.write(data)
 
 
 def open_store(settings: Settings) -> ObjectStore | None:

@@ -11,6 +11,11 @@ that do not are left to finish. Every step's state, timings, resources and log a
 
 A re-run with ``from_step`` copies, from the version it derives from, the outputs of every step
 that is neither ``from_step`` nor relies on it, when that step Completed there; the others run.
+The base's outputs are its output directory (``storage = "file"``) or, when it was published to
+the object store, the ``<step>/…`` objects its manifest lists, fetched into this run's work
+directory and checked against the manifest. A step whose outputs cannot be had (a directory or
+object gone, the store failing) runs again, its step message saying why, and so does every
+step relying on it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from autoreduce.plugin import RunInfo
 from autoreduce.plugin_approvals import PluginGate
 from autoreduce.plugin_manager import Plugins
 from autoreduce.settings import InstrumentConfig, Settings
+from autoreduce.storage import ObjectStore, object_name, open_store
 from queue_processor.isolation import LOG_NAME, Outcome, ReductionJob, run_isolated
 from queue_processor.pipeline_steps import COMMAND, StepPlugins, files_below, is_plot
 from queue_processor.slurm import RUNNING_MESSAGE, SlurmExecutor, cancel
@@ -45,6 +51,16 @@ from queue_processor.slurm_job import job_document
 logger = logging.getLogger("autoreduce.process")
 _FAILED = (RunStatus.ERROR, RunStatus.SKIPPED, RunStatus.CANCELLED)  # a step's end but Completed
 SLURM_JOB = re.compile(r"in Slurm as job (\d+)")
+
+
+@dataclass(frozen=True)
+class BaseVersion:
+    """The version a ``from_step`` re-run derives from, and where its outputs are."""
+
+    run_id: int
+    version: int
+    directory: Path | None = None  # storage = "file": its output directory
+    url: str = ""  # published to the object store: its base URL there
 
 
 @dataclass(frozen=True)
@@ -58,9 +74,7 @@ class PipelineRun:
     timeout_s: float  # the instrument's, for steps that name none
     memory_mb: int
     from_step: str = ""
-    base_dir: Path | None = None  # the derived-from version's outputs (from_step re-runs)
-    base_run_id: int | None = None
-    base_version: int | None = None
+    base: BaseVersion | None = None  # from_step re-runs: the version derived from
     max_parallel_steps: int = 4  # steps of this run running at once, at most
 
 
@@ -75,8 +89,10 @@ class PipelineRunner:
         target: PipelineRun,
         stop_reason: Callable[[], str] = lambda: "",
         slurm: SlurmSteps | None = None,
+        store: ObjectStore | None = None,
     ) -> None:
         self.slurm = slurm
+        self.store = store  # where a published base version's outputs are fetched from
         self.database = database
         self.plugins = plugins
         self.pipeline = pipeline
@@ -85,12 +101,18 @@ class PipelineRunner:
         self.outcomes: dict[str, Outcome] = {}
         self.state: dict[str, RunStatus] = {}
         self._log_lock = threading.Lock()
+        self.notes: dict[str, str] = {}  # why a step that could have been reused runs again
+        self._published: dict[str, dict[str, Any]] = {}  # the base's manifest: name → entry
 
     def run(self) -> Outcome:
         """Run the steps; the run's outcome (its files named ``<step>/<file>``)."""
         self.target.work_dir.mkdir(parents=True, exist_ok=True)
         self._record_plan()
         for name in self._reusable():
+            again = [other for other in self.pipeline.steps[name].rely if other not in self.state]
+            if again:  # a step it relies on could not be reused after all: it runs too
+                self.notes[name] = _relies_on_rerun(again[0])
+                continue
             self._reuse(name)
         pending = [name for name in self.pipeline.order if name not in self.state]
         running: dict[Future[Outcome], str] = {}
@@ -194,6 +216,8 @@ class PipelineRunner:
         if not outcome.ok and not outcome.category:  # stopped: cancelled or shutting down
             state = RunStatus.CANCELLED
         message = outcome.summary if outcome.ok else outcome.reason
+        if note := self.notes.get(name):
+            message = f"{note}; {message}"
         self._log(f"step {name}: {state.value} after {outcome.wall_s:.2f} s — {message}")
         self._append_step_log(name)
         self._mark(
@@ -257,34 +281,74 @@ class PipelineRunner:
 
     def _reusable(self) -> list[str]:
         """Steps whose outputs are copied from the base version instead of running again."""
-        target = self.target
-        if not target.from_step or target.base_dir is None or target.base_run_id is None:
+        target, base = self.target, self.target.base
+        if not target.from_step or base is None:
             return []
         with self.database.read_session() as session:
             completed = set(
                 session.scalars(
                     select(RunStep.step).where(
-                        RunStep.run_id == target.base_run_id,
+                        RunStep.run_id == base.run_id,
                         RunStep.state == RunStatus.COMPLETED.value,
                     )
                 )
             )
-        again = {target.from_step} | self.pipeline.dependants(target.from_step)
+        rerun = {target.from_step} | self.pipeline.dependants(target.from_step)
+        again = set(rerun)
+        unavailable = self._unavailable(base)
         for name in self.pipeline.order:  # a step that cannot be reused runs, and so do its own
-            if name not in completed or not (target.base_dir / name).is_dir():
-                again |= {name} | self.pipeline.dependants(name)
+            if name in rerun:
+                continue
+            if relied := [other for other in self.pipeline.steps[name].rely if other in again]:
+                self.notes[name] = _relies_on_rerun(relied[0])
+                again.add(name)
+            elif name not in completed:
+                again.add(name)
+            elif why := unavailable or self._missing(base, name):
+                self.notes[name] = f"not reused from v{base.version}: {why}"
+                again.add(name)
         return [name for name in self.pipeline.order if name not in again]
 
-    def _reuse(self, name: str) -> None:
-        assert self.target.base_dir is not None
-        source = self.target.base_dir / name
+    def _unavailable(self, base: BaseVersion) -> str:
+        """Why none of the base's outputs can be had (reading its manifest if published)."""
+        if not base.url:
+            return ""
+        if self.store is None:
+            return "its outputs are in an object store but storage is 'file' here"
         try:
-            confine(self.target.base_dir, source, what="step directory")
-            shutil.copytree(source, self._step_dir(name), symlinks=True)
-        except (OSError, UnsafePathError) as error:
-            self._log(f"step {name}: cannot reuse v{self.target.base_version}: {error}")
+            files = self.store.manifest(base.url).get("files")
+        except Exception as error:  # any failure (absent, not JSON, the store down): steps run
+            return f"its manifest cannot be read: {error}"
+        if not isinstance(files, dict) or not all(isinstance(e, dict) for e in files.values()):
+            return "its manifest lists no files"
+        self._published = files
+        return ""
+
+    def _missing(self, base: BaseVersion, name: str) -> str:
+        """Why the base's outputs of step ``name`` are not there to copy, or ""."""
+        if base.directory is not None and not (base.directory / name).is_dir():
+            return "its step directory is gone"
+        return ""
+
+    def _reuse(self, name: str) -> None:
+        base = self.target.base
+        assert base is not None
+        try:
+            if base.url:
+                assert self.store is not None
+                self._fetch_step(base.url, name)
+            else:
+                assert base.directory is not None
+                source = confine(base.directory, base.directory / name, what="step directory")
+                shutil.copytree(source, self._step_dir(name), symlinks=True)
+        except Exception as error:  # gone, unsafe, different or the store failing: it runs
+            shutil.rmtree(self._step_dir(name), ignore_errors=True)  # it runs in a clean one
+            self.notes[name] = f"not reused from v{base.version}: {error}"
+            self._log(f"step {name}: cannot reuse v{base.version}: {error}")
             return  # then it runs
-        message = f"reused from v{self.target.base_version}"
+        message = f"reused from v{base.version}"
+        if base.url:
+            message += " (fetched from the object store)"
         self._log(f"step {name}: {message}")
         self.state[name] = RunStatus.COMPLETED
         now = utcnow()
@@ -294,8 +358,22 @@ class PipelineRunner:
             message=message,
             started_at=now,
             finished_at=now,
-            reused_from_version=self.target.base_version,
+            reused_from_version=base.version,
         )
+
+    def _fetch_step(self, base_url: str, name: str) -> None:
+        """Fetch the base's published ``<name>/…`` objects into the step's directory; each name
+        must stay inside it (no ``..``, no absolute name) and match its manifest entry."""
+        assert self.store is not None
+        step_dir = self._step_dir(name)
+        step_dir.mkdir(parents=True)
+        for published, entry in self._published.items():
+            if not published.startswith(f"{name}/"):
+                continue
+            relative = object_name(published).removeprefix(f"{name}/")
+            destination = confine(step_dir, relative, what="reused output")
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            self.store.fetch_output(base_url, published, entry, destination)
 
     # -- records --------------------------------------------------------------------------------
 
@@ -359,15 +437,18 @@ class PipelineRunner:
             log.write(f"----- end of step {name} -----\n")
 
 
+def _relies_on_rerun(step: str) -> str:
+    return f"not reused: step {step}, which it relies on, runs again"
+
+
 def _resources(job: ReductionJob, step: Step) -> str:
     what = f"plugin {step.plugin}" if step.plugin else "command"
     return f"{what}, {step.cpus} cpu, {job.memory_mb} MB, {job.timeout_s:g} s, {step.executor}"
 
 
-def base_of(
-    database: Database, run: ReductionRun, outputs_root: Path
-) -> tuple[Path, int, int] | None:
-    """For a ``from_step`` re-run: the base version's output directory, row id and version."""
+def base_of(database: Database, run: ReductionRun, outputs_root: Path) -> BaseVersion | None:
+    """For a ``from_step`` re-run: the version it derives from and where its outputs are (its
+    output directory under ``outputs_root``, or its base URL in the object store)."""
     if not run.from_step or run.derived_from_version is None:
         return None
     with database.read_session() as session:
@@ -380,11 +461,13 @@ def base_of(
         )
         if base is None or not base.output_dir:
             return None
+        if base.output_dir.startswith("s3://"):
+            return BaseVersion(base.id, base.run_version, url=base.output_dir)
         try:
             directory = confine(outputs_root, base.output_dir, what="base output directory")
         except UnsafePathError:
             return None
-        return directory, base.id, base.run_version
+        return BaseVersion(base.id, base.run_version, directory=directory)
 
 
 def run_pipeline(
@@ -420,13 +503,12 @@ def run_pipeline(
         timeout_s=job.timeout_s,
         memory_mb=job.memory_mb,
         from_step=run.from_step,
-        base_dir=base[0] if base else None,
-        base_run_id=base[1] if base else None,
-        base_version=base[2] if base else None,
+        base=base,
         max_parallel_steps=settings.pipeline_parallel_steps,
     )
     slurm = SlurmSteps(settings, database, run)
-    return PipelineRunner(database, plugins, pipeline, target, stop_reason, slurm).run()
+    store = open_store(settings) if base is not None and base.url else None
+    return PipelineRunner(database, plugins, pipeline, target, stop_reason, slurm, store).run()
 
 
 class SlurmSteps:

@@ -38,6 +38,21 @@ from tests.polling import wait_for
 
 SERVICES_DIR = Path(os.environ.get("AUTOREDUCE_SERVICES_DIR", "/var/tmp/autoreduce-services"))
 S3_ENDPOINT = "http://127.0.0.1:18333"
+# Three steps in a chain; each writes random bytes, so a step that ran again is seen in its files.
+CHAIN = """\
+name: chain
+steps:
+  prepare:
+    command: "mkdir sub && od -An -tx1 -N32 /dev/urandom > prepared.txt && cp prepared.txt sub/"
+  work:
+    command: >-
+      od -An -tx1 -N32 /dev/urandom > w.txt &&
+      cat $AUTOREDUCE_INPUT_PREPARE/prepared.txt >> w.txt
+    rely: [prepare]
+  report:
+    command: "cat $AUTOREDUCE_INPUT_WORK/w.txt > report.txt"
+    rely: [work]
+"""
 
 
 @pytest.fixture(scope="session")
@@ -95,13 +110,21 @@ def host_settings(
 ) -> Callable[..., Settings]:
     """Settings of one host (``api`` or ``processor``): its own data and outputs directories."""
 
+    pipelines = tmp_path / "pipelines"  # configuration, the same on every host
+    pipelines.mkdir()
+    (pipelines / "chain.yaml").write_text(CHAIN)
+
     def build(host: str, **overrides: Any) -> Settings:
         options: dict[str, Any] = {
             "data_dir": tmp_path / host / "data",
             "outputs": tmp_path / host / "outputs",
             "database_url": database.url,
             "archive": {"root": archive},
-            "instruments": {"GEM": run_table()},
+            "instruments": {
+                "GEM": run_table(),
+                "CHAIN": {**run_table(), "plugin": "", "pipeline": "chain"},
+            },
+            "pipelines_dir": pipelines,
             "storage": f"s3://{bucket}/autoreduce",
             "s3_endpoint": S3_ENDPOINT,
             "s3_access_key": s3_keys["access"],
@@ -167,15 +190,16 @@ def reduce_gem_run(
     archive: Path,
     token: Callable[..., dict[str, str]],
     run_number: int,
+    instrument: str = "GEM",
 ) -> ReductionRun:
-    """A GEM data file in the archive, submitted through the API and reduced by a processor."""
-    data = archive / "GEM" / f"GEM{run_number:08d}.nxs"
+    """A data file in the archive, submitted through the API and reduced by a processor."""
+    data = archive / instrument / f"{instrument}{run_number:08d}.nxs"
     data.parent.mkdir(parents=True, exist_ok=True)
     data.write_bytes(b"not really NeXus")
     processor = make_processor(processor_settings, database)
     submitted = api.post(
         "/api/v1/runs",
-        json={"instrument": "GEM", "run_number": run_number},
+        json={"instrument": instrument, "run_number": run_number},
         headers=token("detector"),
     )
     assert submitted.status_code == 201, submitted.text
@@ -277,6 +301,161 @@ def test_a_store_that_refuses_the_outputs_leaves_the_run_in_error_with_no_output
     item = api.get("/api/v1/runs/GEM/7", headers=token("admin")).json()
     assert item["versions"][0]["outputs"] == []
     assert keys_in(s3_keys, bucket, "autoreduce/runs/") == []
+
+
+# --- from_step re-runs of a published pipeline run -------------------------------------------
+
+CHAIN_FILES = ("prepare/prepared.txt", "prepare/sub/prepared.txt", "work/w.txt")
+
+
+def version_of(api: TestClient, headers: dict[str, str], version: int) -> Any:
+    return api.get("/api/v1/runs/CHAIN/1", headers=headers).json()["versions"][version]
+
+
+def downloaded(api: TestClient, headers: dict[str, str], item: Any) -> dict[str, str]:
+    """Every output of a run version, downloaded through the API: name → text."""
+    return {
+        output["name"]: api.get(output["url"], headers=headers).text for output in item["outputs"]
+    }
+
+
+def rerun_from(
+    api: TestClient, settings: Settings, database: Database, headers: dict[str, str], step: str
+) -> ReductionRun:
+    response = api.post("/api/v1/runs/CHAIN/1/reruns", json={"from_step": step}, headers=headers)
+    assert response.status_code == 201, response.text
+    processor = make_processor(settings, database)  # a fresh one: nothing of v0 on its disk
+    return reduce_until_final(api, processor, database, response.json()["id"])
+
+
+@pytest.fixture
+def chain_v0(
+    api: TestClient,
+    host_settings: Callable[..., Settings],
+    database: Database,
+    archive: Path,
+    token: Callable[..., dict[str, str]],
+) -> tuple[Settings, ReductionRun]:
+    """The processor's settings and CHAIN run 1's first version, reduced and published."""
+    settings = host_settings("processor")
+    first = reduce_gem_run(api, settings, database, archive, token, 1, instrument="CHAIN")
+    assert first.status == RunStatus.COMPLETED, first.message
+    return settings, first
+
+
+def test_a_from_step_rerun_fetches_the_steps_it_reuses_from_the_store(
+    api: TestClient,
+    chain_v0: tuple[Settings, ReductionRun],
+    database: Database,
+    token: Callable[..., dict[str, str]],
+    bucket: str,
+) -> None:
+    settings, first = chain_v0
+    assert first.output_dir.startswith(f"s3://{bucket}/")
+    assert not [p for p in settings.outputs_root.rglob("*") if p.is_file()]
+    admin = token("admin")
+
+    second = rerun_from(api, settings, database, admin, "report")
+
+    assert second.status == RunStatus.COMPLETED, second.message
+    assert second.output_dir.startswith(f"s3://{bucket}/") and second.output_dir != first.output_dir
+    before, after = version_of(api, admin, 0), version_of(api, admin, 1)
+    steps = {step["step"]: step for step in after["steps"]}
+    assert {name: step["reused_from_version"] for name, step in steps.items()} == {
+        "prepare": 0,
+        "work": 0,
+        "report": None,
+    }
+    assert {name: step["state"] for name, step in steps.items()} == dict.fromkeys(
+        steps, "Completed"
+    )
+    for name in ("prepare", "work"):
+        assert steps[name]["message"] == "reused from v0 (fetched from the object store)"
+    old, new = downloaded(api, admin, before), downloaded(api, admin, after)
+    for name in CHAIN_FILES:  # random bytes: the same only if the step did not run again
+        assert new[name] == old[name], name
+    assert new["report/report.txt"] == old["work/w.txt"]
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "noted", "ran_again"),
+    [
+        # retention or an operator removed one of work's objects: work runs, so does report
+        ("work/w.txt", None, {"work": "not found"}, {"work", "report"}),
+        # an object that is not what was published is not reused either
+        ("work/w.txt", b"changed", {"work": "differs from its manifest"}, {"work", "report"}),
+        # no manifest: nothing of v0 can be trusted, every step runs
+        (
+            "manifest.json",
+            None,
+            {"prepare": "manifest cannot be read"},
+            {"prepare", "work", "report"},
+        ),
+    ],
+)
+def test_a_step_whose_objects_are_gone_or_changed_runs_again_and_says_why(
+    api: TestClient,
+    chain_v0: tuple[Settings, ReductionRun],
+    database: Database,
+    token: Callable[..., dict[str, str]],
+    s3_keys: dict[str, str],
+    bucket: str,
+    key: str,
+    body: bytes | None,
+    noted: dict[str, str],
+    ran_again: set[str],
+) -> None:
+    settings, first = chain_v0
+    admin = token("admin")
+    old = downloaded(api, admin, version_of(api, admin, 0))
+    base = first.output_dir.removeprefix(f"s3://{bucket}/")
+    if body is None:
+        s3_client(s3_keys).delete_object(Bucket=bucket, Key=f"{base}/{key}")
+    else:
+        s3_client(s3_keys).put_object(Bucket=bucket, Key=f"{base}/{key}", Body=body)
+
+    second = rerun_from(api, settings, database, admin, "report")
+
+    assert second.status == RunStatus.COMPLETED, second.message
+    after = version_of(api, admin, 1)
+    steps = {step["step"]: step for step in after["steps"]}
+    reused = {name for name, step in steps.items() if step["reused_from_version"] == 0}
+    assert reused == {"prepare", "work", "report"} - ran_again
+    assert all(step["state"] == "Completed" for step in steps.values())
+    for name, words in noted.items():
+        assert steps[name]["message"].startswith("not reused from v0: "), steps[name]
+        assert words in steps[name]["message"], steps[name]
+    if "work" not in noted:
+        assert steps["work"]["message"].startswith("not reused: step prepare"), steps["work"]
+    new = downloaded(api, admin, after)
+    for name in CHAIN_FILES:
+        assert (new[name] == old[name]) == (name.split("/")[0] not in ran_again), name
+
+
+def test_a_manifest_name_escaping_its_step_is_refused_and_the_step_runs_again(
+    api: TestClient,
+    chain_v0: tuple[Settings, ReductionRun],
+    database: Database,
+    token: Callable[..., dict[str, str]],
+    s3_keys: dict[str, str],
+    bucket: str,
+) -> None:
+    settings, first = chain_v0
+    client = s3_client(s3_keys)
+    key = f"{first.output_dir.removeprefix(f's3://{bucket}/')}/manifest.json"
+    manifest = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    entry = manifest["files"]["prepare/prepared.txt"]
+    manifest["files"]["prepare/../../../escaped.txt"] = entry
+    client.put_object(Bucket=bucket, Key=key, Body=json.dumps(manifest).encode())
+    admin = token("admin")
+
+    second = rerun_from(api, settings, database, admin, "report")
+
+    assert second.status == RunStatus.COMPLETED, second.message
+    steps = {step["step"]: step for step in version_of(api, admin, 1)["steps"]}
+    assert [steps[name]["reused_from_version"] for name in ("prepare", "work")] == [None, None]
+    assert "cannot be used in a key" in steps["prepare"]["message"]
+    assert not [p for p in settings.outputs_root.parent.rglob("escaped.txt")]
 
 
 # --- uploads and jobs -------------------------------------------------------------------------

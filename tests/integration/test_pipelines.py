@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,22 @@ def test_failing_middle_step_fails_the_run_and_skips_its_dependants(
     }
 
 
+def rerun_from_focus(
+    settings: Settings, database: Database, transport: SqlTransport,
+    processor: QueueProcessor, run_number: int,
+) -> ReductionRun:  # fmt: skip
+    """Version 1 of PIPE ``run_number``, re-run from step ``focus`` over version 0, reduced."""
+    rerun = _record_and_send(
+        settings, database, transport, run_number, instrument="PIPE", run_version=1
+    )
+    with database.session() as session:
+        row = session.get(ReductionRun, rerun.id)
+        assert row is not None
+        row.derived_from_version, row.from_step = 0, "focus"
+    assert processor.process_next(wait_s=5)
+    return reload(database, rerun)
+
+
 def test_from_step_reruns_only_that_step_and_its_dependants(
     settings: Settings, database: Database, transport: SqlTransport,
     processor: QueueProcessor, pipelines_dir: Path,
@@ -163,13 +180,7 @@ def test_from_step_reruns_only_that_step_and_its_dependants(
     assert first.status == RunStatus.ERROR
     write_pipeline(pipelines_dir)  # the cause fixed
 
-    rerun = _record_and_send(settings, database, transport, 3, instrument="PIPE", run_version=1)
-    with database.session() as session:
-        row = session.get(ReductionRun, rerun.id)
-        assert row is not None
-        row.derived_from_version, row.from_step = 0, "focus"
-    assert processor.process_next(wait_s=5)
-    rerun = reload(database, rerun)
+    rerun = rerun_from_focus(settings, database, transport, processor, 3)
 
     assert rerun.status == RunStatus.COMPLETED, rerun.message
     steps = steps_of(database, rerun.id)
@@ -180,6 +191,26 @@ def test_from_step_reruns_only_that_step_and_its_dependants(
     assert all(row.state == "Completed" for row in steps.values())
     merged = (Path(rerun.output_dir) / "merge" / "merged.txt").read_text().split()
     assert merged == ["calibrated", "focus-ok", "calibrated", "fit-ok"]
+
+
+def test_from_step_runs_a_step_whose_base_directory_is_gone_and_says_why(
+    settings: Settings, database: Database, transport: SqlTransport,
+    processor: QueueProcessor, pipelines_dir: Path,
+) -> None:  # fmt: skip
+    write_pipeline(pipelines_dir, focus="exit 3")
+    first = reduce_one(settings, database, transport, processor, 4)
+    assert first.status == RunStatus.ERROR
+    write_pipeline(pipelines_dir)
+    shutil.rmtree(Path(first.output_dir) / "calibrate")  # removed by hand since
+
+    rerun = rerun_from_focus(settings, database, transport, processor, 4)
+
+    assert rerun.status == RunStatus.COMPLETED, rerun.message
+    steps = steps_of(database, rerun.id)
+    assert all(row.reused_from_version is None for row in steps.values())
+    assert all(row.state == "Completed" for row in steps.values())
+    assert steps["calibrate"].message.startswith("not reused from v0: its step directory is gone")
+    assert steps["fit"].message.startswith("not reused: step calibrate, which it relies on,")
 
 
 @pytest.mark.parametrize(
