@@ -2,11 +2,14 @@
 into a temporary prefix: its own paths, ports, MariaDB database and account, ActiveMQ instance
 and supervisord, so the suite's own services are never touched. Elasticsearch and Kibana are
 local servers speaking their wire protocol (tests/fake_elasticsearch.py), started by the module:
-their URLs are in the vault, so the monitoring and log_shipper roles run too. One deployment is
-shared by the module's tests, in order; deploy and re-deploy times are printed (`pytest -s`)."""
+their URLs are in the vault, so the monitoring and log_shipper roles run too. Outputs go to the
+project's SeaweedFS (storage = "s3://...", its keys in the vault) and the processors get Slurm's
+client and SLURM_CONF. One deployment is shared by the module's tests, in order; deploy and
+re-deploy times are printed (`pytest -s`)."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -28,6 +31,7 @@ import yaml
 
 from tests.facility import Facility, free_port
 from tests.fake_elasticsearch import FakeElasticsearch
+from tests.integration.test_object_store import S3_ENDPOINT, SERVICES_DIR, keys_in, s3_client
 from tests.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,22 +52,32 @@ class Deployment:
     elasticsearch: FakeElasticsearch
     kibana: FakeElasticsearch
     es_password: str
+    s3_keys: dict[str, str]
+    bucket: str
 
     @property
     def settings_file(self) -> Path:
         return self.inventory / "group_vars" / "all" / "main.yml"
 
-    def make(self, target: str) -> str:
-        """``make TARGET`` against this deployment's inventory; its output (it must succeed)."""
+    def run_make(
+        self, target: str, *make_args: str, ansible_args: str = ""
+    ) -> subprocess.CompletedProcess[str]:
+        """``make TARGET`` against this deployment's inventory (the vault's secrets never shown)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOREDUCE_")}
-        args = f"--vault-password-file={self.vault_password_file}"
+        args = f"--vault-password-file={self.vault_password_file} {ansible_args}"
         done = subprocess.run(
             ["make", "--no-print-directory", target, f"INVENTORY={self.inventory}",
-             f"ANSIBLE_ARGS={args}"],
+             f"ANSIBLE_ARGS={args}", *make_args],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=1200,
         )  # fmt: skip
+        for secret in (self.es_password, self.s3_keys["access"], self.s3_keys["secret"]):
+            assert secret not in done.stdout + done.stderr  # no_log keeps the vault's secrets
+        return done
+
+    def make(self, target: str) -> str:
+        """``make TARGET`` against this deployment's inventory; its output (it must succeed)."""
+        done = self.run_make(target)
         assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
-        assert self.es_password not in done.stdout + done.stderr  # no_log keeps the vault's URL
         return done.stdout
 
     def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -108,13 +122,21 @@ def _write_inventory(root: Path, settings: dict[str, object]) -> Path:
 
 @pytest.fixture(scope="module")
 def deployment() -> Iterator[Deployment]:
-    subprocess.run([str(REPO / "scripts/services.sh"), "start", "mariadb", "activemq"], check=True)
+    services = [str(REPO / "scripts/services.sh"), "start", "mariadb", "activemq", "seaweedfs"]
+    subprocess.run(services, check=True)
+    s3 = json.loads((SERVICES_DIR / "seaweedfs" / "s3.json").read_text())
+    credentials = s3["identities"][0]["credentials"][0]
+    s3_keys = {"access": credentials["accessKey"], "secret": credentials["secretKey"]}
     # Not under pytest's basetemp: a concurrent pytest session removes old basetemps, and this
     # deployment's services run from here for minutes.
     root = Path(tempfile.mkdtemp(prefix="autoreduce-deploy-", dir="/var/tmp"))
     prefix = root / "prefix"
     api_port = free_port()
     db_name = f"ar_deploy_{uuid.uuid4().hex[:8]}"
+    bucket = db_name.replace("_", "-")  # the processors create it
+    slurm_conf = root / "slurm" / "slurm.conf"  # only its path reaches the processors
+    slurm_conf.parent.mkdir()
+    slurm_conf.write_text("# the cluster's configuration\n")
     instruments = {"MARI": {"plugin": "noop"}}
     facility = Facility(root=root, api_url=f"http://127.0.0.1:{api_port}", instruments=instruments)
     facility.bump("MARI", 0)
@@ -141,6 +163,9 @@ def deployment() -> Iterator[Deployment]:
             }
         },
         "autoreduce_settings": {"public_read": True, "shutdown_grace_s": 20},
+        "autoreduce_storage": f"s3://{bucket}/outputs",
+        "autoreduce_s3_endpoint": S3_ENDPOINT,
+        "autoreduce_slurm_conf": str(slurm_conf),
     }
     inventory = _write_inventory(root, settings)
     (prefix / "cron.d").mkdir(parents=True)
@@ -158,6 +183,8 @@ def deployment() -> Iterator[Deployment]:
                 "vault_autoreduce_broker_password": secrets.token_urlsafe(18),
                 "vault_autoreduce_elasticsearch_url": es_url,
                 "vault_autoreduce_kibana_url": kibana.url,
+                "vault_autoreduce_s3_access_key": s3_keys["access"],
+                "vault_autoreduce_s3_secret_key": s3_keys["secret"],
             }
         )
     )
@@ -169,7 +196,7 @@ def deployment() -> Iterator[Deployment]:
     assert vault.read_text().startswith("$ANSIBLE_VAULT")
     deployment = Deployment(
         root, inventory, password_file, prefix, facility, db_name, elasticsearch, kibana,
-        es_password,
+        es_password, s3_keys, bucket,
     )  # fmt: skip
     try:
         yield deployment
@@ -183,6 +210,8 @@ def deployment() -> Iterator[Deployment]:
         connection.close()
         elasticsearch.close()
         kibana.close()
+        with contextlib.suppress(Exception):  # SeaweedFS deletes a bucket with its contents
+            s3_client(s3_keys).delete_bucket(Bucket=bucket)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -210,9 +239,22 @@ def test_deploy_all_runs_every_service_under_supervisord_and_healthy(deployed: D
     import requests
 
     assert requests.get(f"{deployed.facility.api_url}/health", timeout=10).status_code == 200
-    for secret_file in ("autoreduce.env", "autoreduce.toml", "detector.env"):
-        assert (deployed.prefix / "etc" / secret_file).stat().st_mode & 0o777 == 0o600
-    assert "vault_" not in (deployed.prefix / "etc" / "autoreduce.toml").read_text()
+    etc = deployed.prefix / "etc"
+    for secret_file in ("autoreduce.env", "autoreduce.toml", "detector.env", "processor.env"):
+        assert (etc / secret_file).stat().st_mode & 0o777 == 0o600
+    toml = (etc / "autoreduce.toml").read_text()
+    assert "vault_" not in toml
+    assert f'storage = "s3://{deployed.bucket}/outputs"' in toml
+    assert deployed.s3_keys["secret"] not in toml and deployed.s3_keys["access"] not in toml
+    env = (etc / "autoreduce.env").read_text()
+    assert f"AUTOREDUCE_S3_SECRET_KEY={deployed.s3_keys['secret']}" in env
+    assert f"AUTOREDUCE_S3_ACCESS_KEY={deployed.s3_keys['access']}" in env
+    assert f"SLURM_CONF={deployed.root}/slurm/slurm.conf" in (etc / "processor.env").read_text()
+    program = (deployed.prefix / "supervisor/conf.d/autoreduce-process.conf").read_text()
+    assert f"{etc}/autoreduce.env {etc}/processor.env --" in program  # the processors only
+    api = (deployed.prefix / "supervisor/conf.d/autoreduce-api.conf").read_text()
+    assert "processor.env" not in api
+    assert shutil.which("scontrol")  # the role's slurm-client package
 
 
 def test_a_run_written_to_lastruns_is_completed_through_the_deployed_services(
@@ -223,6 +265,8 @@ def test_a_run_written_to_lastruns_is_completed_through_the_deployed_services(
     assert run["status"] == "Completed", run
     env = (deployed.prefix / "etc" / "autoreduce.env").read_text()
     assert "mysql+pymysql://" in env and "stomp://" in env  # MariaDB and ActiveMQ, not SQLite
+    published = keys_in(deployed.s3_keys, deployed.bucket)  # the processors used the vault keys
+    assert any(key.startswith("outputs/runs/MARI/1/") for key in published), published
 
 
 def test_the_monitoring_role_loaded_the_template_policy_and_kibana_objects(
@@ -263,6 +307,18 @@ def test_a_second_deploy_all_changes_nothing(deployed: Deployment) -> None:
     output = deployed.make("deploy-all")
     print(f"\nre-deploy-all: {time.monotonic() - started:.0f} s")
     assert changed_count(output) == 0, output[-6000:]
+
+
+def test_s3_keys_in_clear_in_group_vars_stop_the_deploy(deployed: Deployment) -> None:
+    in_clear = secrets.token_urlsafe(18)
+    extra = deployed.root / "keys-in-clear.yml"
+    extra.write_text(yaml.safe_dump({"autoreduce_settings": {"s3_secret_key": in_clear}}))
+    done = deployed.run_make(
+        "deploy-queue-processor", "CHECK=1", ansible_args=f"--extra-vars=@{extra}"
+    )
+    assert done.returncode != 0, done.stdout[-3000:]
+    assert "put them in the vault as vault_autoreduce_s3_access_key" in done.stdout, done.stdout
+    assert in_clear not in done.stdout + done.stderr
 
 
 def test_changing_one_setting_restarts_only_the_services_that_read_it(
@@ -344,7 +400,9 @@ def test_cleanup_dry_run_agrees_with_the_real_run(deployed: Deployment) -> None:
     connection.close()
     planned = report("--dry-run")
     done = report()
-    keys = ("run_versions", "file_count", "bytes", "log_lines")
+    keys = ("run_versions", "file_count", "bytes", "log_lines", "object_count", "object_bytes")
     assert {k: planned[k] for k in keys} == {k: done[k] for k in keys}
-    assert planned["file_count"], planned  # the completed runs' logs were there to remove
-    assert report("--dry-run")["file_count"] == 0
+    # The completed runs' logs were there to remove: in the object store, with the vault's keys.
+    assert planned["object_count"], planned
+    again = report("--dry-run")
+    assert again["file_count"] == again["object_count"] == 0, again
