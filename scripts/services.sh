@@ -51,6 +51,11 @@ wait_for_port() {  # port, name, seconds[, pid that must stay alive]
   done
 }
 
+wait_for_port_free() {  # port, seconds: returns once nothing listens there, or the time is up
+  local deadline=$((SECONDS + $2))
+  while port_open "$1" && ((SECONDS <= deadline)); do sleep 0.2; done
+}
+
 APT_UPDATED=0
 apt_install() {  # packages...
   if ((APT_UPDATED == 0)); then apt-get update -qq; APT_UPDATED=1; fi
@@ -62,6 +67,10 @@ running_pid() {  # name: the recorded PID if that service still runs under it, e
   [ -f "$file" ] || return 1
   local pid; pid=$(cat "$file")
   kill -0 "$pid" 2>/dev/null || return 1
+  # a zombie (or a dying thread-group leader) answers kill -0 but runs nothing
+  local stat; stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }  # the state follows the command name, which may hold spaces and parentheses
+  case "${stat%% *}" in Z | X | "") return 1 ;; esac
   case "$1" in  # a PID recycled by an unrelated process is not ours
     activemq) grep -qa 'activemq.jar' "/proc/$pid/cmdline" || return 1 ;;
     mariadb) grep -qa 'mariadbd' "/proc/$pid/cmdline" || return 1 ;;
@@ -141,6 +150,12 @@ start_activemq() {
   fi
   if pid=$(running_pid activemq) && port_open $ACTIVEMQ_STOMP_PORT; then
     log "ActiveMQ already runs (pid $pid, STOMP on $ACTIVEMQ_STOMP_PORT)"; return
+  fi
+  if [ -z "$pid" ] && port_open $ACTIVEMQ_STOMP_PORT && [ -f "$STATE_DIR/activemq.pid" ]; then
+    # The broker this script started was killed and is still dying: its main thread is gone (a
+    # zombie to kill -0 and /proc) while its other threads hold the port for a moment.
+    log "waiting for the previous ActiveMQ (pid $(cat "$STATE_DIR/activemq.pid")) to release port $ACTIVEMQ_STOMP_PORT"
+    wait_for_port_free $ACTIVEMQ_STOMP_PORT 60
   fi
   if [ -z "$pid" ] && port_open $ACTIVEMQ_STOMP_PORT; then
     log "port $ACTIVEMQ_STOMP_PORT is taken by a process this script did not start"; return 1

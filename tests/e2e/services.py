@@ -13,6 +13,7 @@ import psutil
 from tests.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
+STATE_DIR = Path(os.environ.get("AUTOREDUCE_SERVICES_DIR", "/var/tmp/autoreduce-services"))
 ACTIVEMQ_URL = "stomp://admin:admin@127.0.0.1:61613"
 
 
@@ -52,8 +53,9 @@ def start_activemq() -> None:
     subprocess.run([str(REPO / "scripts" / "services.sh"), "start", "activemq"], check=True)
 
 
-def stop_activemq(sig: signal.Signals = signal.SIGTERM) -> None:
-    pid = int(
+def activemq_pid() -> int:
+    """The broker the services script started and still sees running."""
+    return int(
         subprocess.run(
             [str(REPO / "scripts" / "services.sh"), "pid", "activemq"],
             check=True,
@@ -61,6 +63,10 @@ def stop_activemq(sig: signal.Signals = signal.SIGTERM) -> None:
             text=True,
         ).stdout
     )
+
+
+def stop_activemq(sig: signal.Signals = signal.SIGTERM) -> None:
+    pid = activemq_pid()
     os.kill(pid, sig)
     wait_for(lambda: not psutil.pid_exists(pid) or _zombie(pid), timeout_s=30)
 
