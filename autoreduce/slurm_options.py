@@ -23,6 +23,9 @@ RESERVED = frozenset(
         "wrap",
     }
 )
+# Slurm putting a job back in its queue (after a node failure, or when asked) would run the
+# reduction again beside the retry autoreduce makes: every job is ``--no-requeue``.
+REQUEUE = frozenset({"requeue", "no-requeue"})
 OPTION = re.compile(r"^--([a-z][a-z0-9-]*)(=[^\0\n]{0,200})?$")
 
 
@@ -32,6 +35,11 @@ def check_sbatch_options(options: list[str]) -> list[str]:
         match = OPTION.fullmatch(option)
         if match is None:
             raise ValueError(f"sbatch option {option!r} is not one `--name[=value]` argument")
+        if match.group(1) in REQUEUE:
+            raise ValueError(
+                f"sbatch option --{match.group(1)} is refused: autoreduce retries a run itself "
+                "(a job Slurm requeued would reduce it twice), so every job is --no-requeue"
+            )
         if match.group(1) in RESERVED:
             raise ValueError(
                 f"sbatch option --{match.group(1)} is set by autoreduce "

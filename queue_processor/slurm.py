@@ -13,7 +13,9 @@ waits in Slurm's queue the run stays ``Processing`` with the message
 Slurm's verdicts: the job's own ``verdict.json`` when it wrote one; else ``OUT_OF_MEMORY`` →
 Error (memory), ``TIMEOUT`` → Error (timeout), ``NODE_FAIL``/``BOOT_FAIL``/``PREEMPTED`` or a job
 Slurm no longer knows → retried like a crash, ``CANCELLED`` by someone else → Error
-(infrastructure). Cancelling the run ``scancel``s the job.
+(infrastructure). Cancelling the run ``scancel``s the job. Every job is ``--no-requeue``: Slurm
+requeueing a failed node's job (its default with ``JobRequeue=1``) would reduce the run again
+beside autoreduce's own retry.
 """
 
 from __future__ import annotations
@@ -155,6 +157,7 @@ def sbatch_argv(
         f"--chdir={job_dir}",
         f"--output={job_dir / OUT_DIR / 'reduction.log'}",
         "--open-mode=append",
+        "--no-requeue",  # a failed node's job is retried by autoreduce, never rerun by Slurm
         f"--export={exported}",
         f"--mem={job.memory_mb + settings.slurm_overhead_mb}M",
         f"--cpus-per-task={config.cpus}",

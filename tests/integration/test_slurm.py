@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import multiprocessing
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -192,6 +193,16 @@ def attempts(db: Database, run_id: int) -> list[RunAttempt]:
         return rows
 
 
+def running_in_slurm(
+    app_client: TestClient, db: Database, submit: Callable[..., dict[str, Any]], *run: Any
+) -> tuple[dict[str, Any], RunAttempt]:
+    """Submit ``(instrument, number)``; the run and its one attempt once its job runs."""
+    posted = submit(*run)
+    wait_for(lambda: version(app_client, *run)["message"].startswith("running in Slurm"))
+    [row] = attempts(db, posted["id"])
+    return posted, row
+
+
 def test_a_run_is_reduced_as_a_slurm_job_shown_pending_then_completed(
     app_client: TestClient,
     db: Database,
@@ -240,9 +251,7 @@ def test_cancelling_a_run_scancels_its_job(
     serving: QueueProcessor,
     submit: Callable[..., dict[str, Any]],
 ) -> None:
-    run = submit("SLOW", 2)
-    wait_for(lambda: version(app_client, "SLOW", 2)["message"].startswith("running in Slurm"))
-    [row] = attempts(db, run["id"])
+    _, row = running_in_slurm(app_client, db, submit, "SLOW", 2)
 
     answer = app_client.post(
         f"{RUNS}/SLOW/2/versions/0/cancel", json={"reason": "wrong sample"}, headers=auth("admin")
@@ -564,3 +573,50 @@ def test_a_step_job_left_running_by_a_dead_processor_is_cancelled_when_the_run_i
         assert wait_for(lambda: job_state(orphan).state == "CANCELLED", timeout_s=30)
     finally:
         cancel(orphan)  # a failing test leaves no job holding the node's CPU
+
+
+def _node() -> str:
+    """The one node's name, as Slurm knows it."""
+    return _command("sinfo", "--noheader", "--Node", "--format=%N").split()[0]
+
+
+def _node_idle() -> bool:
+    return _command("sinfo", "--noheader", "--Node", "--format=%t").split()[0] == "idle"
+
+
+@pytest.mark.exclusive  # takes the only node down: every other Slurm job would fail with it
+def test_a_job_on_a_failed_node_ends_node_fail_and_the_run_is_retried_and_completes_once(
+    app_client: TestClient,
+    db: Database,
+    settings: Settings,
+    serving: QueueProcessor,
+    submit: Callable[..., dict[str, Any]],
+) -> None:
+    run, first = running_in_slurm(app_client, db, submit, "SLEEPY", 5)
+
+    node = _node()
+    try:
+        _command("scontrol", "update", f"NodeName={node}", "State=DOWN", "Reason=autoreduce-test")
+        assert wait_for(lambda: job_state(first.slurm_job_id).state == "NODE_FAIL", timeout_s=60)
+    finally:  # the node comes back (ReturnToService=2); asked again if it has not
+        with contextlib.suppress(Exception):
+            wait_for(_node_idle, timeout_s=15)
+        if not _node_idle():
+            _command("scontrol", "update", f"NodeName={node}", "State=RESUME")
+        wait_for(_node_idle, timeout_s=60)
+
+    done = reaches(app_client, "SLEEPY", 5, "Completed", timeout_s=120)
+
+    rows = attempts(db, run["id"])
+    assert [(row.slurm_state, row.outcome) for row in rows] == [
+        ("NODE_FAIL", "retried"),
+        ("COMPLETED", "completed"),
+    ]
+    assert rows[0].slurm_job_id == first.slurm_job_id != rows[1].slurm_job_id
+    # Slurm did not put the failed job back in its queue to run the reduction a second time
+    shown = dict(
+        re.findall(r"(\w+)=(\S*)", _command("scontrol", "show", "job", "-o", first.slurm_job_id))
+    )
+    assert (shown["JobState"], shown["Restarts"]) == ("NODE_FAIL", "0")
+    assert done["attempts"] == 2
+    assert (settings.output_dir("SLEEPY", 5, 0, "") / "noop.txt").read_text().strip() == "5"

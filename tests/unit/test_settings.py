@@ -47,6 +47,8 @@ def test_templates_fill_in_the_run(tmp_path: Path) -> None:
         ({"wish": INSTRUMENT}, "must be upper case"),
         ({"WISH": {**INSTRUMENT, "executor": "batch"}}, "'local' or 'slurm'"),
         ({"WISH": {**INSTRUMENT, "sbatch_options": ["--mem=1G"]}}, "--mem is set by autoreduce"),
+        ({"WISH": {**INSTRUMENT, "sbatch_options": ["--requeue"]}}, "retries a run itself"),
+        ({"WISH": {**INSTRUMENT, "sbatch_options": ["--no-requeue"]}}, "retries a run itself"),
         ({"WISH": {**INSTRUMENT, "sbatch_options": ["--qos=a b\n"]}}, "not one `--name"),
         ({"WISH": {**INSTRUMENT, "sbatch_options": ["-p debug"]}}, "not one `--name"),
         ({"WISH": {**INSTRUMENT, "partition": "a;rm"}}, "should match pattern"),

@@ -43,6 +43,9 @@ def test_sbatch_gets_the_instruments_resources_and_none_of_the_processors_secret
     argv = sbatch_argv(settings, instrument, job(tmp_path), "autoreduce-1-1-abc", tmp_path / "j")
 
     assert argv[:2] == ["sbatch", "--parsable"]
+    # a job Slurm put back in its queue (a node failed) would reduce the run a second time
+    # beside the retry autoreduce makes of it: Slurm never requeues ours
+    assert "--no-requeue" in argv
     assert {"--mem=150M", "--cpus-per-task=4", "--time=1:30", "--partition=heavy"} <= set(argv)
     assert "--qos=long" in argv and argv[-1].startswith("--wrap=exec ")
     [export] = [arg for arg in argv if arg.startswith("--export=")]
