@@ -313,10 +313,11 @@ class RunPage(BaseModel):
     items: list[RunItem]
     total: int = Field(
         description="How many versions match: exact up to 10,000; when `total_exact` is false "
-        "more than 10,000 match and `total` is 10,000."
+        "at least `total` match: counting stopped at 10,000, or, for plain words on MariaDB, "
+        "at the matches among the newest versions read for the page."
     )
     total_exact: bool = Field(
-        True, description="False when `total` is a lower bound (more than 10,000 match)."
+        True, description="False when `total` is a lower bound (at least that many match)."
     )
     limit: int
     offset: int

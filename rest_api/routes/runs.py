@@ -36,7 +36,14 @@ from rest_api.schemas import (
     check_text,
     utc_timestamp,
 )
-from rest_api.search_query import apply_search, regex_refused
+from rest_api.search_query import (
+    WINDOW_STEP,
+    WINDOW_VERSIONS,
+    WordWindow,
+    apply_search,
+    regex_refused,
+    windowed_words,
+)
 from rest_api.submission import find_versions, record_detected_run
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
@@ -226,6 +233,48 @@ def bounded_total(session: Session, query: Select[ReductionRun]) -> tuple[int, b
     return min(counted, TOTAL_LIMIT), counted <= TOTAL_LIMIT
 
 
+def windowed_page(
+    session: Session, query: Select[ReductionRun], window: WordWindow, *, offset: int, limit: int
+) -> tuple[list[int], int, bool]:
+    """Ids ``offset`` to ``offset + limit`` (one more than a page) of the versions ``query`` and
+    ``window``'s words select, newest first; the total; whether it is exact.
+
+    The words are first matched on the rows of the newest versions ``query`` selects, read on
+    its index :data:`WINDOW_STEP` at a time (a small ``OFFSET`` keeps MariaDB on the ordered
+    index) until the page is found or :data:`WINDOW_VERSIONS` were read. What the page needs
+    beyond them, FULLTEXT finds among the older versions. When the versions read fill the page,
+    their matches are the total, a lower bound (``total_exact`` false: at least that many
+    match) unless they were every version ``query`` selects.
+    """
+    ids = query.with_only_columns(ReductionRun.id).order_by(ReductionRun.id.desc())
+    wanted = offset + limit + 1
+    found: list[int] = []
+    below: int | None = None  # the versions read are those from here up
+    for _ in range(WINDOW_VERSIONS // WINDOW_STEP):
+        step = ids if below is None else ids.where(ReductionRun.id < below)
+        edge = session.scalar(step.offset(WINDOW_STEP - 1).limit(1))  # None: the last step
+        read = step if edge is None else step.where(ReductionRun.id >= edge)
+        found += session.scalars(read.where(window.scanned))
+        if edge is None:  # every version the query selects was read: the total is exact
+            return found[offset:wanted], min(len(found), TOTAL_LIMIT), len(found) <= TOTAL_LIMIT
+        below = edge
+        if len(found) >= wanted:
+            return found[offset:wanted], min(len(found), TOTAL_LIMIT), False
+    assert below is not None
+    older = query.where(ReductionRun.id < below, window.indexed)
+    rest = list(
+        session.scalars(
+            older.with_only_columns(ReductionRun.id)
+            .order_by(ReductionRun.id.desc())
+            .offset(max(0, offset - len(found)))
+            .limit(wanted - max(offset, len(found)))
+        )
+    )
+    counted, exact = bounded_total(session, older)
+    total = len(found) + counted
+    return found[offset:] + rest, min(total, TOTAL_LIMIT), exact and total <= TOTAL_LIMIT
+
+
 def run_page(
     session: Session,
     query: Select[ReductionRun],
@@ -235,23 +284,31 @@ def run_page(
     offset: int,
     max_page_bytes: int,
     after: int | None = None,
+    window: WordWindow | None = None,
 ) -> RunPage:
     """One page of the run versions ``query`` selects, in ``order``, with the total.
 
     The page's ids are found first (on an index that holds the filter and the order, the rows
     skipped by ``offset`` are never read), then their rows and outputs. ``after`` (a version id)
-    pages by key instead: the versions older than it, for ``order`` newest id first.
+    pages by key instead: the versions older than it, for ``order`` newest id first. With
+    ``window`` (plain words on MariaDB, ``order`` newest id first) the words are looked for as
+    :func:`windowed_page` says.
     """
-    total, exact = bounded_total(session, query)
     keyed = query if after is None else query.where(ReductionRun.id < after)
-    ids = list(
-        session.scalars(
-            keyed.with_only_columns(ReductionRun.id)
-            .order_by(*order)
-            .limit(limit + 1)
-            .offset(offset)
+    if window is not None:
+        ids, total, exact = windowed_page(session, keyed, window, offset=offset, limit=limit)
+        if after is not None:  # the total is the whole match's, as on the first page
+            _, total, exact = windowed_page(session, query, window, offset=0, limit=0)
+    else:
+        total, exact = bounded_total(session, query)
+        ids = list(
+            session.scalars(
+                keyed.with_only_columns(ReductionRun.id)
+                .order_by(*order)
+                .limit(limit + 1)
+                .offset(offset)
+            )
         )
-    )
     more = len(ids) > limit
     rows = {
         run.id: run
@@ -276,14 +333,22 @@ def run_page(
     )
 
 
-def _searched(query: Select[ReductionRun], q: str, state: StateDep) -> Select[ReductionRun]:
+def _searched(
+    query: Select[ReductionRun], q: str, state: StateDep, *, windowed: bool
+) -> tuple[Select[ReductionRun], WordWindow | None]:
+    """``query`` narrowed by ``q``; with ``windowed``, plain words on MariaDB are left out of it
+    and returned as a :class:`WordWindow` when the other terms allow one."""
     try:
         terms = parse_search(_text_or_422(q, "q"))
     except SearchSyntaxError as error:
         raise HTTPException(status_code=400, detail=f"q: {error}") from None
-    return apply_search(
+    window = None
+    if windowed:
+        terms, window = windowed_words(terms, state.database.dialect)
+    searched = apply_search(
         query, terms, dialect=state.database.dialect, instruments=state.settings.instruments
     )
+    return searched, window
 
 
 Q_DESCRIPTION = (
@@ -340,8 +405,11 @@ def list_runs(
         query = query.where(ReductionRun.queued_at >= start)
     if (end := utc_or_422(until, "until")) is not None:
         query = query.where(ReductionRun.queued_at < end)
-    if q:
-        query = _searched(query, q, state)
+    window = None
+    if q:  # a window needs every other filter on one index: one instrument's, a status's
+        one_index = instrument is not None or len(caller.instruments or ()) <= 1
+        indexed = one_index and (run_min, run_max, start, end) == (None, None, None, None)
+        query, window = _searched(query, q, state, windowed=indexed)
     try:
         return run_page(
             session,
@@ -350,6 +418,7 @@ def list_runs(
             limit=limit,
             offset=offset,
             after=after,
+            window=window,
             max_page_bytes=state.settings.max_page_bytes,
         )
     except DBAPIError as error:

@@ -81,7 +81,7 @@ def test_pages_say_more_than_the_bound_when_the_count_stops_there(
     assert re.search(r"More than 2\s+runs", page)
     assert 'data-run="3"' in page and 'data-run="5"' in page
     found = app_client.get("/search?q=instrument:GEM", headers=HTML).text
-    assert re.search(r"More than 2\s+run versions found", found)
+    assert re.search(r"At least 2\s+run versions found", found)
     exact = app_client.get("/search?q=run:5", headers=HTML).text
     assert re.search(r">1\s+run version found", exact)
 
