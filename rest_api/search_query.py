@@ -137,8 +137,8 @@ def _words_condition(text: str, dialect: str) -> ColumnElement[bool]:
 
 
 WINDOW_VERSIONS = 10_000
-"""MariaDB: plain words are first looked for in (at most) the newest this-many versions that the
-other filters select, by reading those rows (see :class:`WordWindow`)..."""
+"""Plain words are first looked for in (at most) the newest this-many versions that the other
+filters select, by reading those rows (see :class:`WordWindow`)..."""
 WINDOW_STEP = 1_000
 """...this many at a time, stopping once a page is found."""
 _WINDOWED_FIELDS = frozenset({"instrument", "status", "experiment"})
@@ -147,16 +147,17 @@ _WINDOWED_FIELDS = frozenset({"instrument", "status", "experiment"})
 
 @dataclass(frozen=True)
 class WordWindow:
-    """Plain words on MariaDB, for a page of versions newest first.
+    """Plain words, for a page of versions newest first.
 
-    FULLTEXT finds a word's versions in no useful order: a word in 10 % of a million versions
-    costs about 0.1 s to look up and seconds to sort by id, whatever the page. The newest
-    versions of a common word are found much sooner by reading the newest versions the other
-    filters select (up to :data:`WINDOW_VERSIONS` of them, on the filter's own index) and matching
-    the words on each row; FULLTEXT then serves only what the window did not hold — a rare word,
-    whose matches are few and cheap to sort. ``scanned`` is the words as patterns on a row (a
-    word where a word starts, any case; a phrase, its words in a row); ``indexed`` is the same
-    words on the FULLTEXT index.
+    MariaDB's FULLTEXT finds a word's versions in no useful order: a word in 10 % of a million
+    versions costs about 0.1 s to look up and seconds to sort by id, whatever the page (SQLite's
+    FTS5 gives them in order, but ``id IN (its matches)`` still collects all 100,000: 30 ms for
+    the page and 40 ms for its total). The newest versions of a common word are found much
+    sooner by reading the newest versions the other filters select (up to
+    :data:`WINDOW_VERSIONS` of them, on the filter's own index) and matching the words on each
+    row; the text index then serves only what the window did not hold — a rare word, whose
+    matches are few. ``scanned`` is the words as patterns on a row (:func:`_on_the_row`);
+    ``indexed`` is the same words on the text index.
     """
 
     scanned: ColumnElement[bool]
@@ -164,35 +165,42 @@ class WordWindow:
 
 
 def windowed_words(terms: list[Term], dialect: str) -> tuple[list[Term], WordWindow | None]:
-    """The terms left for the query and the window of their plain words, on MariaDB when every
-    other term is on an index; else ``terms`` and None."""
-    if dialect == "sqlite":
-        return terms, None
-    words = [
-        term
-        for term in terms
-        if isinstance(term, Words) and _in_mariadb_fulltext(term.text.split())
-    ]
+    """The terms left for the query and the window of their plain words, when the text index
+    holds them and every other term is on an index; else ``terms`` and None."""
+    sqlite = dialect == "sqlite"
+    held = _indexable if sqlite else _in_mariadb_fulltext
+    words = [term for term in terms if isinstance(term, Words) and held(term.text.split())]
     others = [term for term in terms if not any(term is word for word in words)]
     if not words or not all(
         isinstance(term, FieldIs) and term.field in _WINDOWED_FIELDS for term in others
     ):
         return terms, None
-    scanned = and_(*(_on_the_row(term.text.split()) for term in words))
+    scanned = and_(*(_on_the_row(term.text.split(), sqlite=sqlite) for term in words))
     indexed = and_(*(_words_condition(term.text, dialect) for term in words))
     return others, WordWindow(scanned, indexed)
 
 
-def _on_the_row(words: list[str]) -> ColumnElement[bool]:
-    """``words`` matched as FULLTEXT would, on each column of the row: the first where a word
-    begins (letters, digits and ``_`` are a word's, as for InnoDB's parser), any case; a phrase,
-    its words in a row, the last a whole word. A substring test first spares most rows the
-    regular expression. The words are letters and digits only (:func:`_in_mariadb_fulltext`)."""
-    ending = r"\b" if len(words) > 1 else ""  # a word is a prefix; a phrase ends a word
-    pattern = r"(?i)\b" + r"\W+".join(words) + ending
+def _on_the_row(words: list[str], *, sqlite: bool) -> ColumnElement[bool]:
+    """``words`` matched as the text index would, on each column of the row, any case.
+
+    MariaDB's FULLTEXT (InnoDB's parser: letters, digits and ``_`` make a token): the first
+    word where a token begins; a phrase, its words in a row, the last a whole token. SQLite's
+    FTS5 (``unicode61``: letters and digits make a token, ``_`` parts them): the same, but a
+    phrase's last word is a prefix too. A substring test first spares most rows the regular
+    expression (skipped for a word that is not ASCII, which SQLite's ``LIKE`` compares with
+    its case). The words are letters and digits only, nothing a pattern would read as syntax.
+    """
+    if sqlite:
+        pattern = r"(?i)(?<![^\W_])" + r"[\W_]+".join(words)
+    else:
+        ending = r"\b" if len(words) > 1 else ""  # a word is a prefix; a phrase ends a token
+        pattern = r"(?i)\b" + r"\W+".join(words) + ending
+    first = words[0]
     return or_(
         *(
-            and_(column.contains(words[0], autoescape=True), column.regexp_match(pattern))
+            and_(column.contains(first, autoescape=True), column.regexp_match(pattern))
+            if first.isascii()
+            else column.regexp_match(pattern)
             for column in _WORD_COLUMNS
         )
     )

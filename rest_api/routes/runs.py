@@ -241,16 +241,19 @@ def windowed_page(
 
     The words are first matched on the rows of the newest versions ``query`` selects, read on
     its index :data:`WINDOW_STEP` at a time (a small ``OFFSET`` keeps MariaDB on the ordered
-    index) until the page is found or :data:`WINDOW_VERSIONS` were read. What the page needs
-    beyond them, FULLTEXT finds among the older versions. When the versions read fill the page,
-    their matches are the total, a lower bound (``total_exact`` false: at least that many
-    match) unless they were every version ``query`` selects.
+    index) until the page is found, :data:`WINDOW_VERSIONS` were read, or the matches so far
+    say the word is too rare to fill the page from them (none in the first thousand: at once).
+    What the page needs beyond the versions read, FULLTEXT finds among the older ones. When
+    the versions read fill the page, their matches are the total, a lower bound
+    (``total_exact`` false: at least that many match) unless they were every version
+    ``query`` selects.
     """
     ids = query.with_only_columns(ReductionRun.id).order_by(ReductionRun.id.desc())
     wanted = offset + limit + 1
     found: list[int] = []
     below: int | None = None  # the versions read are those from here up
-    for _ in range(WINDOW_VERSIONS // WINDOW_STEP):
+    steps = WINDOW_VERSIONS // WINDOW_STEP
+    for taken in range(1, steps + 1):
         step = ids if below is None else ids.where(ReductionRun.id < below)
         edge = session.scalar(step.offset(WINDOW_STEP - 1).limit(1))  # None: the last step
         read = step if edge is None else step.where(ReductionRun.id >= edge)
@@ -260,6 +263,8 @@ def windowed_page(
         below = edge
         if len(found) >= wanted:
             return found[offset:wanted], min(len(found), TOTAL_LIMIT), False
+        if len(found) * steps < wanted * taken:  # too rare to fill the page at this rate
+            break
     assert below is not None
     older = query.where(ReductionRun.id < below, window.indexed)
     rest = list(

@@ -49,11 +49,14 @@ def test_other_searches_are_not_windowed(q: str) -> None:
     assert windowed_words(terms, "mysql") == (terms, None)
 
 
-def test_sqlite_never_windows_its_words() -> None:
-    terms = parse_search("vanadium")
-
+def test_sqlite_windows_every_word_fts5_holds() -> None:
+    """FTS5 holds short words and stopwords too: only a word with other characters is not."""
+    for q in ("ab", "the", "vanadium"):
+        terms, window = windowed_words(parse_search(q), "sqlite")
+        assert (terms, window is not None) == ([], True), q
+    terms = parse_search("100%_")
     assert windowed_words(terms, "sqlite") == (terms, None)
-    assert terms == [Words("vanadium")]
+    assert terms == [Words("100%_")]
 
 
 def _sql(condition: ColumnElement[bool]) -> str:
