@@ -313,7 +313,7 @@ class RunPage(BaseModel):
     items: list[RunItem]
     total: int = Field(
         description="How many versions match: exact up to 10,000; when `total_exact` is false "
-        "at least `total` match: counting stopped at 10,000, or, for plain words on MariaDB, "
+        "at least `total` match: counting stopped at 10,000, or, for plain words, "
         "at the matches among the newest versions read for the page."
     )
     total_exact: bool = Field(
