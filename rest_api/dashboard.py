@@ -11,6 +11,7 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -70,20 +71,29 @@ def _in_state_order(counts: dict[str, int]) -> dict[str, int]:
     return {state.value: counts[state.value] for state in RunStatus if counts.get(state.value)}
 
 
+def latest_of_each(session: Session, names: list[str], column: Any) -> dict[str, Any]:
+    """``column`` of each instrument's highest run number's latest version, in one statement:
+    a scalar subquery per instrument, each one lookup at the end of ``uq_run_version`` (not a
+    grouped scan of every run, nor a round trip per instrument)."""
+    if not names:
+        return {}
+    latest = [
+        select(column)
+        .where(ReductionRun.instrument == name)
+        .order_by(ReductionRun.run_number.desc(), ReductionRun.run_version.desc())
+        .limit(1)
+        .scalar_subquery()
+        .label(f"latest_{index}")
+        for index, name in enumerate(names)
+    ]
+    row = session.execute(select(*latest)).one()
+    return {name: value for name, value in zip(names, row, strict=True) if value is not None}
+
+
 def _latest_runs(session: Session, names: list[str]) -> dict[str, ReductionRun]:
-    """Each instrument's highest run number's latest version: one lookup at the end of
-    ``uq_run_version`` per instrument, not a grouped scan of every run."""
-    latest: dict[str, ReductionRun] = {}
-    for name in names:
-        run = session.scalars(
-            select(ReductionRun)
-            .where(ReductionRun.instrument == name)
-            .order_by(ReductionRun.run_number.desc(), ReductionRun.run_version.desc())
-            .limit(1)
-        ).first()
-        if run is not None:
-            latest[name] = run
-    return latest
+    """Each instrument's highest run number's latest version."""
+    runs = runs_by_id(session, list(latest_of_each(session, names, ReductionRun.id).values()))
+    return {run.instrument: run for run in runs.values()}
 
 
 def _median_latencies(session: Session, names: list[str], since: datetime) -> dict[str, float]:

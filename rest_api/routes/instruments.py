@@ -22,6 +22,7 @@ from autoreduce.db.models import (
 )
 from autoreduce.state_machine import HELD_PREFIX, held_message
 from rest_api.auth import Caller, ReaderDep, require_role
+from rest_api.dashboard import latest_of_each
 from rest_api.dependencies import ApiState, SessionDep, StateDep
 from rest_api.problems import problems
 from rest_api.resolution import PluginUnavailable, declared_variables
@@ -64,16 +65,7 @@ def instrument_items(state: ApiState, session: Session, names: list[str]) -> lis
         )
     ):
         counts[instrument][status] = count
-    latest: dict[str, int] = {}
-    for name in names:  # one lookup at the end of uq_run_version each, not a grouped scan
-        number = session.scalar(
-            select(ReductionRun.run_number)
-            .where(ReductionRun.instrument == name)
-            .order_by(ReductionRun.run_number.desc())
-            .limit(1)
-        )
-        if number is not None:
-            latest[name] = number
+    latest = latest_of_each(session, names, ReductionRun.run_number)
     paused = set(
         session.scalars(
             select(Instrument.name).where(Instrument.name.in_(names), Instrument.is_paused)

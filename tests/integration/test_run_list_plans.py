@@ -254,6 +254,24 @@ def test_a_total_reads_at_most_the_bound(loaded: Loaded) -> None:
     assert (body["total"], body["total_exact"]) == (10_000, False)
 
 
+def test_each_instruments_latest_run_is_one_index_lookup_in_one_statement(loaded: Loaded) -> None:
+    """The overview and ``/instruments`` find every instrument's latest run in one statement of
+    a lookup per instrument at the end of ``uq_run_version``: no sort, no scan."""
+    statements = loaded.statements_of("/api/v1/instruments")
+    [(sql, params)] = [(sql, params) for sql, params in statements if "latest_0" in sql]
+    text = "\n".join(loaded.plan(sql, params))
+
+    assert sql.count("ORDER BY") == len(scale.INSTRUMENTS), sql
+    if loaded.database.dialect == "sqlite":
+        assert "TEMP B-TREE" not in text and "SCAN reduction_runs" not in text, text
+        # uq_run_version is SQLite's autoindex of the unique constraint
+        searches = "SEARCH reduction_runs USING COVERING INDEX sqlite_autoindex_reduction_runs_1"
+        assert text.count(searches) == len(scale.INSTRUMENTS), text
+    else:
+        assert "filesort" not in text and "type=ALL" not in text.replace("<", " "), text
+        assert text.count("key=uq_run_version ") == len(scale.INSTRUMENTS), text
+
+
 def test_instruments_read_the_counts_the_database_keeps(loaded: Loaded) -> None:
     statements = loaded.statements_of("/api/v1/instruments")
 
