@@ -26,6 +26,7 @@ from sqlalchemy import ColumnElement, Select, and_, column, false, func, or_, se
 from sqlalchemy.dialects.mysql import match
 from sqlalchemy.exc import DBAPIError
 
+from autoreduce.db.engine import SQLITE_REGEX_MAX_CHARS
 from autoreduce.db.models import ReductionRun
 from autoreduce.search import (
     DateRange,
@@ -171,31 +172,38 @@ def windowed_words(terms: list[Term], dialect: str) -> tuple[list[Term], WordWin
     held = _indexable if sqlite else _in_mariadb_fulltext
     words = [term for term in terms if isinstance(term, Words) and held(term.text.split())]
     others = [term for term in terms if not any(term is word for word in words)]
-    if not words or not all(
-        isinstance(term, FieldIs) and term.field in _WINDOWED_FIELDS for term in others
+    patterns = [_row_pattern(term.text.split(), sqlite=sqlite) for term in words]
+    if (
+        not words
+        or not all(isinstance(term, FieldIs) and term.field in _WINDOWED_FIELDS for term in others)
+        or (sqlite and max(map(len, patterns)) > SQLITE_REGEX_MAX_CHARS)  # a long phrase
     ):
         return terms, None
-    scanned = and_(*(_on_the_row(term.text.split(), sqlite=sqlite) for term in words))
+    firsts = [term.text.split()[0] for term in words]
+    scanned = and_(*map(_on_the_row, firsts, patterns))
     indexed = and_(*(_words_condition(term.text, dialect) for term in words))
     return others, WordWindow(scanned, indexed)
 
 
-def _on_the_row(words: list[str], *, sqlite: bool) -> ColumnElement[bool]:
-    """``words`` matched as the text index would, on each column of the row, any case.
+def _row_pattern(words: list[str], *, sqlite: bool) -> str:
+    """``words`` as a pattern that matches a column where the text index would, any case.
 
     MariaDB's FULLTEXT (InnoDB's parser: letters, digits and ``_`` make a token): the first
     word where a token begins; a phrase, its words in a row, the last a whole token. SQLite's
     FTS5 (``unicode61``: letters and digits make a token, ``_`` parts them): the same, but a
-    phrase's last word is a prefix too. A substring test first spares most rows the regular
-    expression (skipped for a word that is not ASCII, which SQLite's ``LIKE`` compares with
-    its case). The words are letters and digits only, nothing a pattern would read as syntax.
+    phrase's last word is a prefix too. The words are letters and digits only, nothing a
+    pattern would read as syntax.
     """
     if sqlite:
-        pattern = r"(?i)(?<![^\W_])" + r"[\W_]+".join(words)
-    else:
-        ending = r"\b" if len(words) > 1 else ""  # a word is a prefix; a phrase ends a token
-        pattern = r"(?i)\b" + r"\W+".join(words) + ending
-    first = words[0]
+        return r"(?i)(?<![^\W_])" + r"[\W_]+".join(words)
+    ending = r"\b" if len(words) > 1 else ""  # a word is a prefix; a phrase ends a token
+    return r"(?i)\b" + r"\W+".join(words) + ending
+
+
+def _on_the_row(first: str, pattern: str) -> ColumnElement[bool]:
+    """``pattern`` on each word column, after a substring test of the ``first`` word that spares
+    most rows the regular expression (skipped for a word that is not ASCII, which SQLite's
+    ``LIKE`` compares with its case)."""
     return or_(
         *(
             and_(column.contains(first, autoescape=True), column.regexp_match(pattern))

@@ -243,7 +243,7 @@ def windowed_page(
     its index :data:`WINDOW_STEP` at a time (a small ``OFFSET`` keeps MariaDB on the ordered
     index) until the page is found, :data:`WINDOW_VERSIONS` were read, or the matches so far
     say the word is too rare to fill the page from them (none in the first thousand: at once).
-    What the page needs beyond the versions read, FULLTEXT finds among the older ones. When
+    What the page needs beyond the versions read, the text index finds among the older ones. When
     the versions read fill the page, their matches are the total, a lower bound
     (``total_exact`` false: at least that many match) unless they were every version
     ``query`` selects.
@@ -296,7 +296,7 @@ def run_page(
     The page's ids are found first (on an index that holds the filter and the order, the rows
     skipped by ``offset`` are never read), then their rows and outputs. ``after`` (a version id)
     pages by key instead: the versions older than it, for ``order`` newest id first. With
-    ``window`` (plain words on MariaDB, ``order`` newest id first) the words are looked for as
+    ``window`` (plain words; ``order`` must be newest id first) the words are looked for as
     :func:`windowed_page` says.
     """
     keyed = query if after is None else query.where(ReductionRun.id < after)
@@ -341,8 +341,8 @@ def run_page(
 def _searched(
     query: Select[ReductionRun], q: str, state: StateDep, *, windowed: bool
 ) -> tuple[Select[ReductionRun], WordWindow | None]:
-    """``query`` narrowed by ``q``; with ``windowed``, plain words on MariaDB are left out of it
-    and returned as a :class:`WordWindow` when the other terms allow one."""
+    """``query`` narrowed by ``q``; with ``windowed``, plain words are left out of it and
+    returned as a :class:`WordWindow` when the other terms allow one."""
     try:
         terms = parse_search(_text_or_422(q, "q"))
     except SearchSyntaxError as error:

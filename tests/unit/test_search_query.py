@@ -59,5 +59,14 @@ def test_sqlite_windows_every_word_fts5_holds() -> None:
     assert terms == [Words("100%_")]
 
 
+def test_a_phrase_too_long_for_sqlites_regexp_is_left_to_fts5() -> None:
+    """SQLite's REGEXP matches nothing past 200 characters of pattern: FTS5 answers instead."""
+    long_phrase = parse_search('"' + " ".join(["ab"] * 40) + '"')
+    short_phrase = parse_search('"' + " ".join(["ab"] * 20) + '"')
+
+    assert windowed_words(long_phrase, "sqlite") == (long_phrase, None)
+    assert windowed_words(short_phrase, "sqlite")[1] is not None
+
+
 def _sql(condition: ColumnElement[bool]) -> str:
     return str(condition.compile(dialect=mysql.dialect()))
