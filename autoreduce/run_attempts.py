@@ -74,15 +74,12 @@ def update_attempt(database: Database, *, run_id: int, attempt: int, **values: A
 def finish_attempt(
     database: Database, *, run_id: int, attempt: int, outcome: str, reason: str, **values: Any
 ) -> None:
-    update_attempt(
-        database,
-        run_id=run_id,
-        attempt=attempt,
-        outcome=outcome[:16],
-        reason=reason[:1000],
-        finished_at=utcnow(),
-        **values,
-    )
+    update_attempt(database, run_id=run_id, attempt=attempt, **finished(outcome, reason), **values)
+
+
+def finished(outcome: str, reason: str) -> dict[str, Any]:
+    """The columns of an attempt that ended with ``outcome`` for ``reason``."""
+    return {"outcome": outcome[:16], "reason": reason[:1000], "finished_at": utcnow()}
 
 
 def handed_off_attempts(*columns: Any) -> Select[Any]:

@@ -151,7 +151,7 @@ class Executors:
         if plan.memory_mb is not None:
             raise_memory(self.database, run_id=run.id, memory_mb=plan.memory_mb)
         failure = outcome_failure(outcome, plugin)
-        if not requeue_for_retry(
+        if not requeue_for_retry(  # marks the attempt retried
             self.database,
             run_id=run.id,
             attempt=attempt,
@@ -160,7 +160,4 @@ class Executors:
             also=also,
         ):
             return None
-        finish_attempt(
-            self.database, run_id=run.id, attempt=attempt, outcome="retried", reason=plan.reason
-        )
         return plan.reason

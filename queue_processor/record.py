@@ -30,6 +30,7 @@ from autoreduce.db import Database
 from autoreduce.db.models import ReductionRun, RunAttempt, RunOutput, RunStatus, utcnow
 from autoreduce.failures import NO_FAILURE_COLUMNS, Failure
 from autoreduce.paths import UnsafePathError, confine, relative_name
+from autoreduce.run_attempts import finished
 from autoreduce.state_machine import transition
 from queue_processor.child import refused_output_reason
 from queue_processor.isolation import LOG_NAME, Outcome
@@ -233,14 +234,26 @@ def requeue_for_retry(
     """Put a held run back in the queue after a failed attempt; the attempt counts.
 
     The attempt's ``failure`` stays on the run, so that giving up on it later (here or in
-    :func:`~queue_processor.claim.claim_run`) records the cause of the last crash.
+    :func:`~queue_processor.claim.claim_run`) records the cause of the last crash. The
+    attempt's row, where it has one, is marked ``retried`` in the same transaction.
     """
+
+    def retried(session: Session, moved: bool) -> None:
+        if moved:
+            session.execute(
+                update(RunAttempt)
+                .where(RunAttempt.run_id == run_id, RunAttempt.attempt == attempt)
+                .values(**finished("retried", reason))
+            )
+        if also is not None:
+            also(session, moved)
+
     return _finish_held(
         database,
         run_id,
         attempt,
         RunStatus.QUEUED,
-        also=also,
+        also=retried,
         message=reason,
         processor="",
         started_at=None,

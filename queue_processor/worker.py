@@ -35,7 +35,6 @@ from autoreduce.plugin import ReductionResult, RunInfo
 from autoreduce.plugin_approvals import PluginGate
 from autoreduce.plugin_manager import Plugins, installed_plugins
 from autoreduce.provenance import ProcessorProvenance
-from autoreduce.run_attempts import finish_attempt
 from autoreduce.run_events import NS_PER_S, final_action, log_run_event, nanoseconds_between
 from autoreduce.settings import InstrumentConfig, Settings
 from autoreduce.storage import StoreError, open_store
@@ -527,14 +526,6 @@ class QueueProcessor:
                     reason=outcome.reason,
                     failure=failure,
                     also=self._also(hand, ack=False, requeued=run),
-                )
-                # as a retry for more memory is: the attempt's row (if any) says it was retried
-                finish_attempt(
-                    self.database,
-                    run_id=run.id,
-                    attempt=attempt,
-                    outcome="retried",
-                    reason=outcome.reason,
                 )
                 return Verdict(RunStatus.QUEUED, Settle.RETRY, outcome.reason, outcome)
             outcome.reason = f"gave up after {attempt} attempts: {outcome.reason}"

@@ -55,9 +55,12 @@ def declarations(state: ApiState, name: str) -> tuple[list[VariableDeclaration],
     ], None
 
 
-def instrument_items(state: ApiState, session: Session, names: list[str]) -> list[InstrumentItem]:
+def instrument_items(
+    state: ApiState, session: Session, names: list[str], latest: dict[str, int] | None = None
+) -> list[InstrumentItem]:
     """The views of ``names`` (configured instruments): counts kept by the database
-    (``run_counts``), the latest run number from the end of each instrument's index."""
+    (``run_counts``), the latest run number from the end of each instrument's index (or
+    ``latest``, when the caller has read them already)."""
     counts: dict[str, dict[str, int]] = {name: {s.value: 0 for s in RunStatus} for name in names}
     for instrument, status, count in session.execute(
         select(RunCount.instrument, RunCount.status, RunCount.runs).where(
@@ -65,7 +68,8 @@ def instrument_items(state: ApiState, session: Session, names: list[str]) -> lis
         )
     ):
         counts[instrument][status] = count
-    latest = latest_of_each(session, names, ReductionRun.run_number)
+    if latest is None:
+        latest = latest_of_each(session, names, ReductionRun.run_number)
     paused = set(
         session.scalars(
             select(Instrument.name).where(Instrument.name.in_(names), Instrument.is_paused)

@@ -25,13 +25,15 @@ REFRESH_INTERVAL_MS = 3000
 
 
 def _overview(state: ApiState, session: Session, names: list[str]) -> dict[str, Any]:
-    items = {item.name: item for item in instrument_items(state, session, names)}
+    glances = instrument_glances(session, names)
+    latest = {g.name: g.latest_run_number for g in glances if g.latest_run_number is not None}
+    items = {item.name: item for item in instrument_items(state, session, names, latest)}
     processors = processor_items(state, session)
     reducing = runs_by_id(
         session, [p.current_run_id for p in processors if p.current_run_id is not None]
     )
     return {
-        "cards": [(glance, items[glance.name]) for glance in instrument_glances(session, names)],
+        "cards": [(glance, items[glance.name]) for glance in glances],
         "processors": processors,
         "reducing": {run_id: run for run_id, run in reducing.items() if run.instrument in names},
         "queue": queue_depth(session, names),
